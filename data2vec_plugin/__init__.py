@@ -1,0 +1,4 @@
+"""data2vec for fairseq: ``--user-dir data2vec_plugin`` or ``import data2vec_plugin`` registers everything."""
+__version__ = "0.1.0"
+
+from . import criterions, models, tasks  # noqa: F401,E402

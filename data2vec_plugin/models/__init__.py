@@ -1,0 +1,1 @@
+from . import data2vec_audio  # noqa: F401

@@ -1,0 +1,52 @@
+"""Regression loss and variance statistics (pure functions)."""
+import math
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def regression_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 0.0,
+                    scale: Optional[float] = None) -> torch.Tensor:
+    """Per-position loss (N,): sum over channels of L2 (``beta == 0``) or smooth-L1(beta), times ``scale``.
+
+    ``scale`` None or <= 0 means 1/sqrt(D), the paper's default.
+    """
+    pred = pred.float()
+    target = target.float()
+    if beta == 0:
+        per = F.mse_loss(pred, target, reduction="none")
+    else:
+        per = F.smooth_l1_loss(pred, target, reduction="none", beta=beta)
+    s = (1.0 / math.sqrt(pred.size(-1))) if scale is None or scale <= 0 else float(scale)
+    return per.sum(-1) * s
+
+
+def feature_std(y: torch.Tensor, weight: Optional[torch.Tensor] = None, all_reduce: bool = True) -> torch.Tensor:
+    """Mean over channels of the per-channel std of ``y`` (..., D) over the positions where ``weight`` (...) is 1.
+
+    fp32, no host sync. Across ranks when ``torch.distributed`` is initialised (gloo on CPU, nccl on GPU): count,
+    sum and sum of squares are packed into one tensor and all-reduced once.
+    """
+    d = y.size(-1)
+    y = y.detach().float().reshape(-1, d)
+    w = (torch.ones(y.size(0), device=y.device) if weight is None
+         else weight.detach().reshape(-1).to(device=y.device, dtype=torch.float32))
+    packed = torch.cat([w.sum().view(1), (y * w[:, None]).sum(0), (y * y * w[:, None]).sum(0)])
+    if all_reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(packed)
+    n, s, ss = packed[0], packed[1:1 + d], packed[1 + d:]
+    var = (ss - s * s / n.clamp_min(1.0)) / (n - 1).clamp_min(1.0)
+    return torch.sqrt(var.clamp_min(0) + 1e-6).mean()
+
+
+def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, beta: float = 0.0,
+                           scale: Optional[float] = None) -> torch.Tensor:
+    """Sum of ``regression_loss`` over positions where ``mask`` (B, T) is True; pred/target (B, T, D).
+
+    Computed densely with a 0/1 weight, so there is no data-dependent indexing (no host sync); a batch with no
+    masked position gives exactly 0.
+    """
+    per = regression_loss(pred, target, beta, scale)
+    return torch.where(mask, per, per.new_zeros(())).sum()

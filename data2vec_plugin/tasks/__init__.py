@@ -1,0 +1,2 @@
+"""Tasks are imported explicitly (fairseq's auto-import only applies to its own user-dir layout)."""
+from . import audio_pretraining  # noqa: F401
