@@ -55,4 +55,4 @@ class Data2VecAudioPretrainingTask(TeacherStepTaskMixin, FairseqTask):
         return None
 
     def max_positions(self):
-        return sys.maxsize, sys.maxsize
+        return sys.maxsize
