@@ -11,5 +11,11 @@ setup(
                     "hf": ["transformers", "safetensors"], "plot": ["matplotlib"]},
     entry_points={"console_scripts": [
         "d2v-prepare-audio=data2vec_plugin.cli.prepare_audio:main",
+        "d2v-prepare-text=data2vec_plugin.cli.prepare_text:main",
+        "d2v-convert=data2vec_plugin.cli.convert:main",
+        "d2v-extract-features=data2vec_plugin.cli.extract_features:main",
+        "d2v-export-hf=data2vec_plugin.cli.export_hf:main",
+        "d2v-plot=data2vec_plugin.cli.plot:main",
+        "d2v-launch=data2vec_plugin.cli.launch:main",
     ]},
 )
