@@ -777,16 +777,19 @@ def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, no
     def masked_forward():
         with record_loss_inputs(ref) as rec, torch.no_grad():
             out = model(**fwd_kwargs, mask=True, precomputed_mask=precomputed_mask.clone())
-        assert len(rec.calls) == 1, len(rec.calls)
-        pred, target = rec.calls[0]
+        # d2v_loss call order in the reference: [cls (if cls_loss>0)], regression
+        assert len(rec.calls) == (2 if cfg.cls_loss > 0 else 1), len(rec.calls)
+        pred, target = rec.calls[-1]
+        masked_forward.cls = rec.calls[0] if cfg.cls_loss > 0 else None
         return out, pred, target
 
     out, pred, target = masked_forward()
+    cls_pair = masked_forward.cls
     loss_key = f"{modality}_regression"
     total = sum(v.float().sum() for v in out["losses"].values())
     scale = cfg.loss_scale if cfg.loss_scale is not None else 1 / math.sqrt(cfg.embed_dim)
     re = recompute_loss(pred, target, cfg.loss_beta, scale)
-    assert torch.allclose(re, total, rtol=1e-5, atol=1e-6), (re, total)
+    assert torch.allclose(re, out["losses"][loss_key].sum(), rtol=1e-5, atol=1e-6), (re, out["losses"])
     assert int(out["sample_size"]) == int(precomputed_mask.sum())
     model.train()
     out_t, pred_t, target_t = masked_forward()
@@ -813,6 +816,8 @@ def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, no
             "sample_size": int(out_t["sample_size"]),
         },
     }
+    if cls_pair is not None:
+        expected["cls_pred"], expected["cls_target"] = cls_pair
     for k, v in out.items():
         if k.startswith("pred_var") or k.startswith("target_var"):
             expected[k] = v
@@ -827,7 +832,10 @@ def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, no
         f"losses = out['losses'] (unreduced, '{loss_key}' has shape (#masked, D), already * loss_scale * d2v_loss); "
         "loss = sum over all loss tensors (what ModelCriterion does); sample_size = out['sample_size'] = mask.sum(); "
         "targets/pred = (target, input) pair passed to F.mse_loss/F.smooth_l1_loss in d2v_loss: pred = decoder output at "
-        "masked positions, targets = teacher targets repeated per clone at masked positions. train_mode = same after model.train()."
+        "masked positions, targets = teacher targets repeated per clone at masked positions. If cls_loss>0: cls_pred/cls_target = "
+        "the (input, target) of the first d2v_loss call (student encoder output at the last extra token / time-mean of the "
+        "teacher targets repeated per clone); losses['cls'] = d2v_loss(cls_pred, cls_target) * cls_loss * sample_size. "
+        "train_mode = same after model.train()."
     )
     notes = (
         f"{name}: clone_batch={cfg.clone_batch}; mask fixed via forward(precomputed_mask=...) with the same number of masked "
