@@ -67,12 +67,20 @@ class RawAudioMaskDataset(FairseqDataset):
         self.sample_rate, self.mask_spec, self.seed = sample_rate, mask_spec, seed
         self.max_sample_size = max_sample_size or int(1e12)
         self.pad, self.normalize, self.skip_invalid = pad, normalize, skip_invalid
-        min_len = max(min_sample_size or 0, receptive_field(mask_spec.conv_spec) if mask_spec else 1)
+        rf = receptive_field(mask_spec.conv_spec) if mask_spec else 1
         self.skipped: Dict[str, int] = {}
         kept = []
         for no, rel, n in entries:
-            reason = "shorter than min_sample_size / the CNN receptive field" if n < min_len else None
-            if reason is None and skip_invalid:
+            reason = None
+            if n < rf:
+                reason = "shorter than the CNN receptive field"
+                if not skip_invalid:
+                    raise AudioInputError(f"{manifest}:{no} ({os.path.join(self.root, rel)}): {n} samples, shorter "
+                                          f"than the CNN receptive field ({rf}); remove the line or pass "
+                                          "task.skip_invalid_audio=true")
+            elif n < (min_sample_size or 0):
+                reason = "shorter than task.min_sample_size"
+            elif skip_invalid:
                 reason = self._probe(rel)
             if reason is None:
                 kept.append((no, rel, n))
@@ -84,6 +92,7 @@ class RawAudioMaskDataset(FairseqDataset):
             raise AudioInputError(f"{manifest}: no usable audio entries (skipped: {self.skipped})")
         self.lines = [e[0] for e in kept]
         self.paths = [e[1] for e in kept]
+        self.manifest_sizes = [e[2] for e in kept]
         self.sizes = np.array([min(e[2], self.max_sample_size) for e in kept], dtype=np.int64)
         self.epoch = 1
 
@@ -121,9 +130,10 @@ class RawAudioMaskDataset(FairseqDataset):
             raise AudioInputError(f"{self._where(index)}: {wav.shape[1]} channels; data2vec expects mono audio "
                                   "(e.g. sox in.wav -c 1 out.wav)")
         wav = wav[:, 0]
-        if wav.size < receptive_field(self.mask_spec.conv_spec if self.mask_spec else [(1, 1, 1)]):
-            raise AudioInputError(f"{self._where(index)}: only {wav.size} samples, shorter than the CNN "
-                                  "receptive field; remove it or set task.min_sample_size")
+        if wav.size != self.manifest_sizes[index]:
+            raise AudioInputError(f"{self._where(index)}: the file has {wav.size} samples but the manifest says "
+                                  f"{self.manifest_sizes[index]} (truncated file or stale manifest); re-run "
+                                  "d2v-prepare-audio or pass task.skip_invalid_audio=true")
         if not np.isfinite(wav).all():
             raise AudioInputError(f"{self._where(index)}: contains NaN/inf samples")
         return wav
