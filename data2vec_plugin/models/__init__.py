@@ -1,1 +1,2 @@
 from . import data2vec_audio  # noqa: F401
+from . import data2vec_text  # noqa: F401
