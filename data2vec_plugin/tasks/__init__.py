@@ -1,2 +1,4 @@
 """Tasks are imported explicitly (fairseq's auto-import only applies to its own user-dir layout)."""
 from . import audio_pretraining  # noqa: F401
+from . import text_pretraining  # noqa: F401
+from . import image_pretraining, image_classification  # noqa: F401
