@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.models.transformer.transformer_config import DecoderConfig, TransformerConfig
+from fairseq.models.transformer.transformer_config import (DecoderConfig, EncDecBaseConfig, QuantNoiseConfig,
+                                                            TransformerConfig)
 from omegaconf import II
 
 REGRESS_POSITIONS = ChoiceEnum(["selected", "mask_token"])
@@ -39,6 +40,11 @@ class TextDecoderConfig(DecoderConfig):
 class TextTransformerConfig(TransformerConfig):
     """fairseq ``TransformerConfig`` with a non-interpolating decoder node (see module docstring)."""
 
+    encoder: EncDecBaseConfig = field(default_factory=EncDecBaseConfig,
+                                      metadata={"help": "encoder size: embed_dim, ffn_embed_dim, layers, "
+                                                        "attention_heads, normalize_before, learned_pos, layerdrop"})
+    quant_noise: QuantNoiseConfig = field(default_factory=QuantNoiseConfig,
+                                          metadata={"help": "quantization noise (unsupported: must stay 0)"})
     decoder: TextDecoderConfig = field(default_factory=TextDecoderConfig,
                                        metadata={"help": "unused decoder settings (reference compatibility)"})
 

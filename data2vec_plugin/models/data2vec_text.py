@@ -88,9 +88,6 @@ class Data2VecTextEncoder(TeacherHolderMixin, FairseqEncoder):
                                             ("layer", cfg.layer_norm_target_layer)) if on] or ["none"]
         self.final_norms = [n for n, on in (("layer", cfg.layer_norm_targets),
                                             ("instance", cfg.instance_norm_targets)) if on] or ["none"]
-        if not 1 <= cfg.average_top_k_layers <= t.encoder.layers:
-            raise ValueError(f"model.average_top_k_layers={cfg.average_top_k_layers} must be in "
-                             f"[1, transformer.encoder.layers={t.encoder.layers}]")
         copy = ("embed_tokens.", "embed_positions.", "layernorm_embedding.") if cfg.ema_transformer_layers_only \
             else ()
         self.num_updates = 0
