@@ -46,6 +46,10 @@ class Data2VecAudioConfig(Wav2Vec2Config):
     ema_layers_only: bool = field(
         default=True, metadata={"help": "copy (do not average) the positional convolution into the teacher; "
                                         "implies ema_transformer_only"})
+    target_norm_ignores_padding: bool = field(
+        default=True, metadata={"help": "exclude padded frames from the statistics of instance-normalised targets "
+                                        "(plugin fix); false reproduces the reference, whose statistics include "
+                                        "the zeroed padding"})
     max_update: int = field(default=II("optimization.max_update"),
                             metadata={"help": "total updates (read from optimization.max_update)"})
     min_target_var: float = field(

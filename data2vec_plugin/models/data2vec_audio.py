@@ -44,7 +44,7 @@ class Data2VecAudioModel(TeacherHolderMixin, BaseFairseqModel):
         self.num_updates = 0
         self.target_layer_norm = choose_norm(cfg.instance_norm_target_layer, cfg.layer_norm_target_layer,
                                              cfg.batch_norm_target_layer, cfg.group_norm_target_layer)
-        self.target_final_norm = choose_norm(cfg.instance_norm_targets, cfg.layer_norm_targets, what="target")
+        self.target_final_norm = choose_norm(cfg.instance_norm_targets, cfg.layer_norm_targets)
         self.ema_transformer_only = cfg.ema_transformer_only or cfg.ema_layers_only
         warn_unused_fields(cfg, WAV2VEC2_ONLY_FIELDS + ("dropout_features",), "data2vec_audio")
         self.init_teacher("encoder" if self.ema_transformer_only else "",
@@ -127,7 +127,8 @@ class Data2VecAudioModel(TeacherHolderMixin, BaseFairseqModel):
                 _, outs = teacher(features, frame_pad, min_layer=len(teacher.layers) - k)
             else:
                 outs = teacher(source, padding_mask, mask=False, features_only=True)["layer_results"]
-        return build_targets(outs, k, self.target_layer_norm, self.target_final_norm, frame_pad)
+        stats_pad = frame_pad if self.cfg.target_norm_ignores_padding else None
+        return build_targets(outs, k, self.target_layer_norm, self.target_final_norm, stats_pad)
 
     def forward(self, source, padding_mask=None, mask=True, features_only=False, layer=None, mask_indices=None,
                 mask_channel_indices=None, padding_count=None):

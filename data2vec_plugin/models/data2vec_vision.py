@@ -29,7 +29,7 @@ from torch import nn
 
 from ..masking import sample_rng
 from ..masking.block import BlockMaskSpec, block_masks
-from ..modules.targets import build_targets, choose_norm
+from ..modules.targets import build_targets
 from ..modules.teacher_holder import TeacherHolderMixin
 from ..modules.vision import PatchEmbed, VisionEncoder
 
@@ -99,6 +99,12 @@ def _resolved_int(value, name: str) -> int:
     return int(value)
 
 
+def _norms(*switches):
+    """Enabled normalisations in the reference's order of application (combinations allowed, as there)."""
+    chosen = tuple(name for name, on in switches if on)
+    return chosen[0] if len(chosen) == 1 else (chosen or "none")
+
+
 @register_model("data2vec_vision", dataclass=Data2VecVisionConfig)
 class Data2VecVisionModel(TeacherHolderMixin, BaseFairseqModel):
     def __init__(self, cfg: Data2VecVisionConfig):
@@ -119,9 +125,10 @@ class Data2VecVisionModel(TeacherHolderMixin, BaseFairseqModel):
         self.num_updates = 0
         if not 1 <= cfg.average_top_k_layers <= cfg.depth:
             raise ValueError(f"average_top_k_layers={cfg.average_top_k_layers} must be in [1, depth={cfg.depth}]")
-        self.target_layer_norm = choose_norm(cfg.instance_norm_target_layer, cfg.layer_norm_target_layer,
-                                             cfg.batch_norm_target_layer)
-        self.target_final_norm = choose_norm(cfg.instance_norm_targets, cfg.layer_norm_targets, what="target")
+        self.target_layer_norm = _norms(("batch", cfg.batch_norm_target_layer),
+                                        ("instance", cfg.instance_norm_target_layer),
+                                        ("layer", cfg.layer_norm_target_layer))
+        self.target_final_norm = _norms(("layer", cfg.layer_norm_targets), ("instance", cfg.instance_norm_targets))
         self.mask_spec = BlockMaskSpec(self.patch_embed.grid, cfg.num_mask_patches, cfg.min_mask_patches_per_block,
                                        cfg.max_mask_patches_per_block, cfg.mask_min_aspect, cfg.image_size)
         self.init_teacher("encoder" if cfg.ema_transformer_only else "", (), cfg.ema_decay, cfg.ema_end_decay,

@@ -8,13 +8,17 @@ LAYER_NORMS = ("none", "instance", "layer", "batch", "group")
 FINAL_NORMS = ("none", "instance", "layer")
 
 
-def _norm_btc(y: torch.Tensor, kind: str, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def _norm_btc(y: torch.Tensor, kind, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
     """Normalise a (B, T, C) fp32 tensor.
 
     instance: per sample and channel over time (the reference's F.instance_norm on (B, C, T));
     layer: over channels per position (no affine); batch: per channel over batch and time.
     Padded positions are excluded from the statistics when ``padding_mask`` (B, T, True = pad) is given.
     """
+    if isinstance(kind, (tuple, list)):  # several normalisations, applied in the given order
+        for k in kind:
+            y = _norm_btc(y, k, padding_mask)
+        return y
     if kind == "none":
         return y
     if kind == "layer":
@@ -38,7 +42,7 @@ def _norm_btc(y: torch.Tensor, kind: str, padding_mask: Optional[torch.Tensor]) 
 def build_targets(
     layer_outputs: Sequence[torch.Tensor],
     top_k: int,
-    layer_norm: str = "instance",
+    layer_norm="instance",
     final_norm: str = "none",
     padding_mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
@@ -47,7 +51,7 @@ def build_targets(
     Args:
         layer_outputs: per-layer tensors (B, T, C), lowest layer first.
         top_k: number of top layers averaged (K in the paper).
-        layer_norm: per-layer normalisation, one of ``LAYER_NORMS``.
+        layer_norm: per-layer normalisation, one of ``LAYER_NORMS`` or a sequence of them applied in order.
         final_norm: normalisation of the average, one of ``FINAL_NORMS``.
         padding_mask: optional (B, T) bool, True at padding; padding is excluded from instance-norm statistics.
     Returns: (B, T, C) float32 targets.
@@ -61,13 +65,9 @@ def build_targets(
     return _norm_btc(y, final_norm, padding_mask)
 
 
-def choose_norm(instance: bool, layer: bool, batch: bool = False, group: bool = False,
-                what: str = "target layer") -> str:
-    """Map the reference's boolean switches to one normalisation name (they are mutually exclusive here)."""
-    chosen = [n for n, on in (("batch", batch), ("instance", instance), ("group", group), ("layer", layer)) if on]
-    if len(chosen) > 1:
-        raise ValueError(
-            f"more than one {what} normalisation enabled ({', '.join(chosen)}); enable at most one of "
-            f"batch_norm_*/instance_norm_*/layer_norm_* for the {what}"
-        )
-    return chosen[0] if chosen else "none"
+def choose_norm(instance: bool, layer: bool, batch: bool = False, group: bool = False):
+    """Map the reference's boolean switches to the normalisations applied, in the reference's order
+    (batch, instance, group, layer): "none", one name, or a tuple of names."""
+    chosen = tuple(n for n, on in (("batch", batch), ("instance", instance), ("group", group), ("layer", layer))
+                   if on)
+    return chosen[0] if len(chosen) == 1 else (chosen or "none")

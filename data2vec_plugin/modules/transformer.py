@@ -97,7 +97,7 @@ def run_layers(layers: nn.ModuleList, x: torch.Tensor, padding_mask: Optional[to
                layerdrop: float = 0.0, min_layer: int = 0, max_layer: Optional[int] = None
                ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
     """Apply ``layers`` (skipping each with prob ``layerdrop`` in training); collect FFN outputs of layers
-    >= ``min_layer``. Padded positions of the collected outputs are zeroed. Stops after ``max_layer`` if given."""
+    >= ``min_layer`` (values at padded positions are left as computed). Stops after ``max_layer`` if given."""
     attn_mask = attention_mask_from_padding(padding_mask)
     outputs: List[torch.Tensor] = []
     drop = torch.rand(len(layers)).tolist() if layers.training and layerdrop > 0 else None
@@ -105,8 +105,6 @@ def run_layers(layers: nn.ModuleList, x: torch.Tensor, padding_mask: Optional[to
         if drop is None or drop[i] > layerdrop:
             x, ffn = layer(x, attn_mask)
             if i >= min_layer:
-                if padding_mask is not None:
-                    ffn = ffn.masked_fill(padding_mask.unsqueeze(-1), 0.0)
                 outputs.append(ffn)
         if max_layer is not None and i + 1 >= max_layer:
             break

@@ -126,6 +126,3 @@ def test_layer_argument_stops_early():
     assert len(full["layer_results"]) == 2 and len(first["layer_results"]) == 1
 
 
-def test_two_norm_switches_rejected():
-    with pytest.raises(ValueError, match="normalisation"):
-        tiny_model(layer_norm_target_layer=True)

@@ -37,10 +37,14 @@ def test_padding_excluded_from_instance_stats():
     torch.testing.assert_close(y[:, :3], ref, rtol=1e-5, atol=1e-5)
 
 
-def test_choose_norm_rejects_two_switches():
+def test_choose_norm_keeps_reference_order():
     assert choose_norm(True, False) == "instance"
-    with pytest.raises(ValueError, match="more than one"):
-        choose_norm(True, True)
+    assert choose_norm(False, False) == "none"
+    assert choose_norm(True, True, batch=True) == ("batch", "instance", "layer")
+    x = torch.randn(2, 5, 3)
+    y = build_targets([x], 1, ("instance", "layer"))
+    inst = F.instance_norm(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(y, F.layer_norm(inst, (3,)))
 
 
 def test_loss_l2_smooth_l1_and_scale():
