@@ -28,13 +28,14 @@ def beit_pretraining_transform(input_size: int, mean: Sequence[float] = IMAGENET
 
 def classification_transform(input_size: int, train: bool, mean: Sequence[float] = IMAGENET_MEAN,
                              std: Sequence[float] = IMAGENET_STD, auto_augment: Optional[str] = None,
-                             reprob: float = 0.0, eval_crop_pct: float = 0.875):
+                             reprob: float = 0.0, eval_crop_pct: float = 0.875, min_crop_scale: float = 0.08):
     """timm ``create_transform``: train = random resized crop, flip, RandAugment, random erasing;
     eval = resize to input_size / eval_crop_pct, centre crop. Randomness: python/numpy/torch RNGs (timm)."""
     from timm.data import create_transform
 
     if train:
         return create_transform(input_size, is_training=True, auto_augment=auto_augment or None,
+                                scale=(min_crop_scale, 1.0),
                                 interpolation="bicubic", re_prob=reprob, re_mode="pixel", re_count=1,
                                 mean=tuple(mean), std=tuple(std))
     return create_transform(input_size, is_training=False, interpolation="bicubic", crop_pct=eval_crop_pct,
