@@ -1,2 +1,3 @@
 from . import data2vec_audio  # noqa: F401
 from . import data2vec_text  # noqa: F401
+from . import data2vec_vision, data2vec_image_classification  # noqa: F401
