@@ -97,9 +97,10 @@ def read_lines(path: str, invalid_utf8: str = "replace", max_chars: int = 10000,
 
 def read_labels(path: str, n_lines: int) -> List[Tuple[int, str]]:
     with open(path, encoding="utf-8", errors="strict") as f:
-        labels = [(i, " ".join(x.split())) for i, x in enumerate(f.read().split("\n"), start=1)]
-    if labels and not labels[-1][1] and len(labels) == n_lines + 1:
-        labels = labels[:-1]
+        labels = [(i, " ".join(x.decode().split())) for i, x in enumerate(raw_lines(f.read().encode()), start=1)]
+    empty = [i for i, x in labels if not x]
+    if empty:
+        raise PrepareTextError(f"{path}:{empty[0]}: empty label")
     if len(labels) != n_lines:
         raise PrepareTextError(f"{path}: {len(labels)} labels for {n_lines} text lines; need one label per line")
     return labels
