@@ -88,6 +88,12 @@ def test_half_keeps_teacher_fp32():
     assert model.patch_embed.conv.weight.dtype == torch.float16
     assert all(p.dtype == torch.float32 for p in model.teacher.module.parameters())
     assert all(v.dtype == torch.float32 for k, v in model.state_dict()["_ema"].items() if "index" not in k)
+    img, mask = batch(2)
+    out = model.train()(img.half(), mask_indices=mask)  # teacher runs under autocast, targets stay fp32
+    assert out["pred"].dtype == torch.float16 and out["target"].dtype == torch.float32
+    assert torch.isfinite(out["target"]).all()
+    (out["pred"].float() - out["target"]).pow(2).mean().backward()
+    assert model.ema_step(1) and all(p.dtype == torch.float32 for p in model.teacher.module.parameters())
 
 
 @pytest.mark.parametrize("overrides,key", [

@@ -87,3 +87,18 @@ def test_reference_checkpoint_loads_with_load_model_ensemble_and_task():
     teacher = model.teacher.state_dict()
     assert set(teacher) == set(ref_ema)
     assert all(torch.equal(teacher[k], ref_ema[k].to(teacher[k].dtype)) for k in teacher)
+
+
+def test_classifier_fine_tunes_from_reference_checkpoint():
+    """Reference B10: its classifier cannot strictly reload its own pretraining checkpoint; ours can."""
+    if not REF_CKPT.exists():
+        pytest.skip("reference checkpoint not generated")
+    import data2vec_plugin  # noqa: F401
+    from data2vec_plugin.models.data2vec_image_classification import (Data2VecImageClassificationConfig,
+                                                                       Data2VecImageClassifier)
+    cfg = OmegaConf.structured(Data2VecImageClassificationConfig(model_path=str(REF_CKPT), num_classes=3))
+    clf = Data2VecImageClassifier(cfg).eval()
+    ref = torch.load(REF_CKPT, weights_only=False)["model"]
+    assert torch.equal(clf.model.encoder.blocks[1].attn.qkv.weight, ref["encoder.blocks.1.attn.qkv.weight"])
+    with torch.no_grad():
+        assert clf(torch.randn(2, 3, 32, 32)).shape == (2, 3)
