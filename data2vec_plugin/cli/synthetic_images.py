@@ -1,8 +1,8 @@
 """Procedural image folder for demos and tests (no downloads).
 
 Four classes of textures with class-tinted random colours and random frequencies, phases, sizes and
-noise: horizontal stripes (red), vertical stripes (green), checkerboards (blue), concentric rings (yellow). Written as PNG and JPEG into
-``OUT/train/<class>/`` and ``OUT/val/<class>/``.
+noise: horizontal stripes (red), vertical stripes (green), checkerboards (blue), concentric rings (yellow).
+Written as PNG and JPEG into ``OUT/train/<class>/`` and ``OUT/val/<class>/``.
 
     python -m data2vec_plugin.cli.synthetic_images OUT [--train-per-class 24] [--val-per-class 8] [--size 40]
 """
