@@ -1,1 +1,2 @@
 from . import regression  # noqa: F401
+from . import v2_regression  # noqa: F401

@@ -1,0 +1,132 @@
+"""Builds data2vec 2.0 modality encoders from their config (config -> explicit module arguments)."""
+import logging
+from typing import Callable
+
+import numpy as np
+from torch import nn
+
+from ..modules.audio import ConvFeatureEncoder, parse_conv_spec
+from ..modules.v2_blocks import AlibiCache, AltBlock, BlockEncoder
+from ..modules.v2_decoders import ConvDecoder
+from ..modules.v2_encoders import (AudioModalityEncoder, FixedPositions, TextLocalEncoder, audio_positional_conv,
+                                   patch_local_encoder, project_audio_features)
+from ..modules.v2_modality import EncoderOptions, ModalityEncoder
+
+logger = logging.getLogger(__name__)
+
+
+def block_factory(cfg) -> Callable[[float], AltBlock]:
+    def make(drop_path: float) -> AltBlock:
+        return AltBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.encoder_dropout, cfg.attention_dropout,
+                        cfg.activation_dropout, cfg.post_mlp_drop, float(drop_path), cfg.norm_eps, cfg.norm_affine,
+                        cfg.layer_norm_first, not cfg.end_of_block_targets)
+    return make
+
+
+def validate_modality(mcfg, name: str) -> None:
+    """Reject settings this implementation does not support instead of silently ignoring them."""
+    bad = {"learned_alibi": mcfg.learned_alibi, "add_masks": mcfg.add_masks, "remove_masks": mcfg.remove_masks,
+           "mask_channel_prob": mcfg.mask_channel_prob > 0,
+           "transformer_decoder": getattr(mcfg, "transformer_decoder", False),
+           "enc_dec_transformer": getattr(mcfg, "enc_dec_transformer", False)}
+    bad = [k for k, v in bad.items() if v]
+    if bad:
+        raise ValueError(f"data2vec_multi: modalities.{name}.{bad} are not supported by this implementation; "
+                         "set them to false/0")
+    if mcfg.alibi_max_pos is not None and not mcfg.learned_alibi:
+        logger.warning(f"modalities.{name}.alibi_max_pos is only used with learned_alibi and is ignored")
+    if mcfg.mask_channel_length != 64 and mcfg.mask_channel_prob == 0:
+        logger.warning(f"modalities.{name}.mask_channel_length has no effect without mask_channel_prob")
+
+
+def encoder_options(cfg, mcfg, alibi_dims: int = 1, alibi_distance: str = "manhattan") -> EncoderOptions:
+    dec = mcfg.decoder
+    return EncoderOptions(
+        num_extra_tokens=mcfg.num_extra_tokens, init_extra_token_zero=mcfg.init_extra_token_zero,
+        mask_noise_std=mcfg.mask_noise_std, encoder_zero_mask=mcfg.encoder_zero_mask,
+        keep_masked_pct=mcfg.keep_masked_pct, local_grad_mult=mcfg.local_grad_mult, prenet_depth=mcfg.prenet_depth,
+        use_alibi=mcfg.use_alibi_encoder, alibi_heads=mcfg.num_alibi_heads or cfg.num_heads,
+        alibi_dims=alibi_dims, alibi_distance=alibi_distance, alibi_scale=mcfg.alibi_scale,
+        learned_alibi_scale=mcfg.learned_alibi_scale, alibi_scale_per_head=mcfg.learned_alibi_scale_per_head,
+        alibi_scale_per_layer=mcfg.learned_alibi_scale_per_layer, model_depth=mcfg.model_depth or cfg.depth,
+        decoder_input_dropout=dec.input_dropout if dec is not None else 0.0,
+        add_positions_masked=dec is not None and dec.add_positions_masked,
+        add_positions_all=dec is not None and dec.add_positions_all)
+
+
+def context_encoder(cfg, mcfg, make_block, with_norm: bool) -> BlockEncoder:
+    dpr = np.linspace(mcfg.start_drop_path_rate, mcfg.end_drop_path_rate, mcfg.prenet_depth)
+    norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps, elementwise_affine=cfg.norm_affine) \
+        if with_norm and not cfg.layer_norm_first else None
+    return BlockEncoder(nn.ModuleList(make_block(dpr[i]) for i in range(mcfg.prenet_depth)), norm,
+                        cfg.layer_norm_first, mcfg.prenet_layerdrop, mcfg.prenet_dropout)
+
+
+def make_decoder(dcfg, dim: int, dims: int = 1, grid=None):
+    if dcfg is None:
+        return None
+    return ConvDecoder(dim, dcfg.decoder_dim, dcfg.decoder_groups, dcfg.decoder_kernel, dcfg.decoder_layers,
+                       dcfg.decoder_residual, dcfg.projection_layers, dcfg.projection_ratio, dims, grid)
+
+
+def build_audio(cfg, mcfg, make_block, cache: AlibiCache) -> ModalityEncoder:
+    spec = parse_conv_spec(mcfg.feature_encoder_spec)
+    d = cfg.embed_dim
+    enc = AudioModalityEncoder(
+        encoder_options(cfg, mcfg), d, ConvFeatureEncoder(spec, mcfg.extractor_mode, conv_bias=False),
+        project_audio_features(spec[-1][0], d), None,
+        audio_positional_conv(d, mcfg.conv_pos_width, mcfg.conv_pos_groups, mcfg.conv_pos_depth,
+                              mcfg.conv_pos_pre_ln),
+        context_encoder(cfg, mcfg, make_block, True), make_decoder(mcfg.decoder, d), cache)
+    enc.conv_spec = spec
+    return enc
+
+
+class _AudioReset:
+    @staticmethod
+    def reset(enc: ModalityEncoder) -> None:
+        for m in enc.project_features.children():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+
+
+def build_image(cfg, mcfg, make_block, cache: AlibiCache) -> ModalityEncoder:
+    d = cfg.embed_dim
+    grid = mcfg.input_size // mcfg.patch_size
+    local = patch_local_encoder(mcfg.input_size, mcfg.patch_size, mcfg.in_chans, mcfg.embed_dim, d)
+    fixed = FixedPositions(grid * grid, d) if mcfg.fixed_positions else None
+    return ModalityEncoder(
+        encoder_options(cfg, mcfg, mcfg.alibi_dims, mcfg.alibi_distance), d, local, nn.Identity(), fixed, None,
+        context_encoder(cfg, mcfg, make_block, True), make_decoder(mcfg.decoder, d, 2, (grid, grid)), cache)
+
+
+def build_text(cfg, mcfg, make_block, cache: AlibiCache, dictionary) -> ModalityEncoder:
+    if dictionary is None:
+        raise ValueError("data2vec_multi with the TEXT modality needs a task with a source_dictionary")
+    d = cfg.embed_dim
+    local = TextLocalEncoder(len(dictionary), d, mcfg.max_source_positions, dictionary.pad(),
+                             not mcfg.no_scale_embedding, mcfg.layernorm_embedding, mcfg.dropout,
+                             not mcfg.no_token_positional_embeddings, mcfg.learned_pos)
+    ctx = context_encoder(cfg, mcfg, make_block, mcfg.prenet_depth > 0)
+    if mcfg.prenet_depth == 0:
+        ctx.dropout.p = 0.0
+    return ModalityEncoder(encoder_options(cfg, mcfg), d, local, nn.Identity(), None, None, ctx,
+                           make_decoder(mcfg.decoder, d), cache)
+
+
+def build_encoder(name: str, cfg, make_block, cache: AlibiCache, task=None) -> ModalityEncoder:
+    mcfg = getattr(cfg.modalities, name.lower())
+    validate_modality(mcfg, name.lower())
+    if name == "AUDIO":
+        return build_audio(cfg, mcfg, make_block, cache)
+    if name == "IMAGE":
+        return build_image(cfg, mcfg, make_block, cache)
+    text_task = getattr(task, "text_task", task)
+    return build_text(cfg, mcfg, make_block, cache, getattr(text_task, "source_dictionary", None))
+
+
+def reset_encoder(name: str, enc: ModalityEncoder) -> None:
+    """Modality-specific re-initialisation after the model-wide init (reference ``reset_parameters``)."""
+    if name == "AUDIO":
+        _AudioReset.reset(enc)
+    enc.reset_parameters()
