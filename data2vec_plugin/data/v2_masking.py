@@ -25,6 +25,7 @@ class V2MaskSpec:
     mask_dropout: float = 0.0
     clone_batch: int = 1
     conv_spec: Optional[ConvSpec] = None   # audio: samples -> frames
+    patch_size: Optional[int] = None       # image: pixels per patch side
 
 
 def batch_masks(spec: V2MaskSpec, ids: Sequence[int], size: int, seed: int, epoch: int,

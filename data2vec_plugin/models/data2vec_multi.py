@@ -102,7 +102,7 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
         m = getattr(self.cfg.modalities, mode.lower())
         return V2MaskSpec(mode, mask_kind(mode, m.mask_length), m.mask_prob, m.mask_length, m.mask_prob_adjust,
                           m.inverse_mask, m.mask_dropout, self.cfg.clone_batch,
-                          getattr(self.modality_encoders[mode], "conv_spec", None))
+                          getattr(self.modality_encoders[mode], "conv_spec", None), getattr(m, "patch_size", None))
 
     def compute_mask(self, mode: str, enc, x, padding_mask, ids, clones: int) -> torch.Tensor:
         """In-model mask (used when the batch has no ``precomputed_mask``), seeded by (seed, update, id)."""
