@@ -27,7 +27,7 @@ def _seed():
 
 def cli_env():
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "2")
+    env.setdefault("OMP_NUM_THREADS", "1")  # tiny models: more threads only add contention
     env["PYTHONWARNINGS"] = "ignore"
     return env
 

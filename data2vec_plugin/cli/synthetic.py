@@ -7,14 +7,14 @@ import soundfile as sf
 
 
 def make_audio_dataset(dest: str, n_train: int = 16, n_valid: int = 4, sample_rate: int = 16000,
-                       seconds: float = 1.0, seed: int = 0) -> str:
+                       seconds: float = 1.0, seed: int = 0, vary_length: bool = True) -> str:
     """Write chirps + harmonics + noise as 16-bit wavs under ``dest/wav`` and train/valid manifests in ``dest``."""
     rng = np.random.default_rng(seed)
     wav_dir = os.path.join(dest, "wav")
     os.makedirs(wav_dir, exist_ok=True)
     rows: List[str] = []
     for i in range(n_train + n_valid):
-        n = int(sample_rate * seconds * rng.uniform(0.8, 1.2))
+        n = int(sample_rate * seconds * (rng.uniform(0.8, 1.2) if vary_length else 1.0))
         t = np.arange(n) / sample_rate
         f0 = rng.uniform(100, 400)
         sweep = rng.uniform(-100, 100)

@@ -83,7 +83,7 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         logging_output = {
             "loss": loss.detach(), "sample_size": sample_size.detach(), "ntokens": sample_size.detach(),
             "nsentences": sample["id"].numel(), "ema_decay": out["ema_decay"],
-            "target_var": target_var, "pred_var": pred_var,
+            "target_var": target_var, "pred_var": pred_var, "_stat_count": 1,
         }
         return loss, sample_size, logging_output
 
@@ -96,11 +96,13 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         metrics.log_scalar("loss", total("loss") / max(sample_size, 1.0), sample_size, round=4)
         metrics.log_scalar("sample_size", sample_size, round=0)
         metrics.log_scalar("nsentences", total("nsentences"), round=0)
-        n = max(len(logging_outputs), 1)
+        n = max(total("_stat_count"), 1.0)  # averaged keys are summed over micro-batches and ranks
         for key in AVERAGED_KEYS:
             if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, total(key) / n, round=6 if key == "ema_decay" else 4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
-        return False
+        # summable logs are reduced with one all_reduce (works with gloo on CPU); fairseq's non-summable path
+        # uses a CUDA-only all_gather_list
+        return True
