@@ -8,11 +8,11 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from ..modules.losses import feature_std, masked_regression_loss
+from ..modules.losses import feature_std, masked_regression_loss, within_across_ratio
 from ..tasks._common import unwrap_model
 
 logger = logging.getLogger(__name__)
-AVERAGED_KEYS = ("ema_decay", "target_var", "pred_var")
+AVERAGED_KEYS = ("ema_decay", "target_var", "pred_var", "var_ratio")
 
 
 @dataclass
@@ -26,6 +26,13 @@ class Data2VecRegressionConfig(FairseqDataclass):
         "help": "target std threshold; None = the model's min_target_var (0.1 if it has none)"})
     min_pred_var: Optional[float] = field(default=None, metadata={
         "help": "prediction std threshold; None = the model's min_pred_var (0.01 if it has none)"})
+    min_var_ratio: float = field(default=0.05, metadata={
+        "help": "threshold of var_ratio = within-sample / across-sample variance of the student's predictions; "
+                "far below 1 means the model only encodes per-sample global features (collapse that "
+                "target_var/pred_var miss). 0 disables this rule"})
+    check_finite: bool = field(default=True, metadata={
+        "help": "stop with the batch's sample ids when the loss is NaN/inf (one scalar device sync per "
+                "micro-batch; fairseq syncs on the gradient norm anyway)"})
 
 
 class CollapseError(RuntimeError):
@@ -51,13 +58,15 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         pending, self._pending = self._pending, None
         if pending is None or self.cfg.collapse_guard == "off":
             return
-        num_updates, target_var, pred_var = pending
+        num_updates, target_var, pred_var, ratio = pending
         if num_updates < self.cfg.collapse_start_update:
             return
         min_t, min_p = self._thresholds(model)
-        t, p = float(target_var), float(pred_var)
+        t, p, r = float(target_var), float(pred_var), float(ratio)
         problems = [f"target std {t:.4g} < {min_t}" for _ in [0] if t < min_t]
         problems += [f"prediction std {p:.4g} < {min_p}" for _ in [0] if p < min_p]
+        problems += [f"within/across-sample variance ratio {r:.4g} < {self.cfg.min_var_ratio} (predictions "
+                     "barely vary inside a sample)" for _ in [0] if r < self.cfg.min_var_ratio]
         if not problems:
             return
         msg = (f"representation collapse suspected at update {num_updates}: {'; '.join(problems)}. Try a higher "
@@ -76,14 +85,21 @@ class Data2VecRegressionCriterion(FairseqCriterion):
         mask = out["mask"]
         loss = masked_regression_loss(out["pred"], out["target"], mask, out["loss_beta"], out["loss_scale"])
         sample_size = mask.sum()
+        if self.cfg.check_finite and not torch.isfinite(loss):
+            ids = sample["id"].tolist() if "id" in sample else "unknown"
+            raise FloatingPointError(
+                f"non-finite data2vec loss ({loss.item()}) at update {getattr(unwrap_model(model), 'num_updates', '?')}"
+                f"; sample ids in this batch: {ids}. Check these inputs; with fp16 try a lower lr or "
+                "common.fp16_init_scale, or bf16")
         target_var = feature_std(out["target"], mask)
         pred_var = feature_std(out["pred"], mask)
+        ratio = within_across_ratio(out["pred"], mask)
         if model.training:
-            self._pending = (getattr(unwrap_model(model), "num_updates", 0), target_var, pred_var)
+            self._pending = (getattr(unwrap_model(model), "num_updates", 0), target_var, pred_var, ratio)
         logging_output = {
             "loss": loss.detach(), "sample_size": sample_size.detach(), "ntokens": sample_size.detach(),
             "nsentences": sample["id"].numel(), "ema_decay": out["ema_decay"],
-            "target_var": target_var, "pred_var": pred_var, "_stat_count": 1,
+            "target_var": target_var, "pred_var": pred_var, "var_ratio": ratio, "_stat_count": 1,
         }
         return loss, sample_size, logging_output
 

@@ -50,3 +50,23 @@ def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch
     """
     per = regression_loss(pred, target, beta, scale)
     return torch.where(mask, per, per.new_zeros(())).sum()
+
+
+def within_across_ratio(y: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Within-sample over across-sample variance of (B, T, D) ``y`` at positions where ``weight`` (B, T) is 1.
+
+    within = mean over samples and channels of the variance over a sample's positions; across = mean over channels
+    of the variance of the per-sample means. Features that only encode per-sample global information (a known
+    collapse mode that target/prediction variance alone does not show) give a ratio far below 1. No host sync.
+    """
+    y = y.detach().float()
+    w = weight.detach().to(y.dtype).unsqueeze(-1)
+    n = w.sum(1).clamp_min(1.0)                                   # (B, 1)
+    mean = (y * w).sum(1) / n                                     # (B, D)
+    within = (((y - mean[:, None]) ** 2) * w).sum(1) / n          # (B, D)
+    has = (weight.sum(1) > 0).to(y.dtype)                         # samples with at least one position
+    k = has.sum().clamp_min(1.0)
+    within_mean = (within.mean(1) * has).sum() / k
+    grand = (mean * has[:, None]).sum(0) / k
+    across = (((mean - grand) ** 2) * has[:, None]).sum(0) / (k - 1).clamp_min(1.0)
+    return within_mean / (across.mean() + eps)
