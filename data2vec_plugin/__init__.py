@@ -2,6 +2,8 @@
 __version__ = "0.1.0"
 
 from . import criterions, models, tasks  # noqa: F401,E402
+from .atomic_checkpoints import install as _install_atomic_copies  # noqa: E402
 from .safe_load import register_safe_globals  # noqa: E402
 
 register_safe_globals()
+_install_atomic_copies()
