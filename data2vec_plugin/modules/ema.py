@@ -35,6 +35,7 @@ class EMATeacher:
         self.module.eval()
         self.copy_keys = tuple(copy_keys)
         self.num_steps = 0
+        self._cache = None  # (student id, param count, pairs): the tensor lists are built once, not per step
 
     # -------------------------------------------------------------------------------------------------------- step
     def _pairs(self, student: nn.Module):
@@ -55,29 +56,36 @@ class EMATeacher:
                 avg_s.append(p)
         return avg_t, avg_s, copy_t, copy_s
 
+    def _cached_pairs(self, student: nn.Module):
+        key = (id(student), len(list(student.parameters())))
+        if self._cache is None or self._cache[0] != key:
+            t_buf = dict(self.module.named_buffers())
+            buffers = [(t_buf[n], b) for n, b in student.named_buffers() if n in t_buf]
+            self._cache = (key, self._pairs(student), buffers)
+        return self._cache[1], self._cache[2]
+
     @torch.no_grad()
     def step(self, student: nn.Module, decay: float) -> None:
         """teacher <- decay * teacher + (1 - decay) * student (fp32), copy keys and buffers copied."""
-        avg_t, avg_s, copy_t, copy_s = self._pairs(student)
+        (avg_t, avg_s, copy_t, copy_s), buffers = self._cached_pairs(student)
         device = avg_t[0].device if avg_t else None
         if device is not None and avg_s and avg_s[0].device != device:
             self.to(avg_s[0].device)
-            avg_t, avg_s, copy_t, copy_s = self._pairs(student)
+            (avg_t, avg_s, copy_t, copy_s), buffers = self._cached_pairs(student)
         if decay < 1.0 and avg_t:
             src = [s if s.dtype == torch.float32 else s.float() for s in avg_s]
             torch._foreach_lerp_(avg_t, src, 1.0 - decay)
         if copy_t:
             torch._foreach_copy_(copy_t, copy_s)
-        t_buffers = dict(self.module.named_buffers())
-        for name, b in student.named_buffers():
-            if name in t_buffers:
-                t_buffers[name].copy_(b)
+        for t, b in buffers:
+            t.copy_(b)
         self.num_steps += 1
 
     # --------------------------------------------------------------------------------------------------- utilities
     def to(self, device: torch.device) -> "EMATeacher":
         """Move to ``device``; the teacher always stays fp32."""
         self.module.to(device=device, dtype=torch.float32)
+        self._cache = None
         return self
 
     @property
