@@ -82,14 +82,6 @@ def build_audio(cfg, mcfg, make_block, cache: AlibiCache) -> ModalityEncoder:
     return enc
 
 
-class _AudioReset:
-    @staticmethod
-    def reset(enc: ModalityEncoder) -> None:
-        for m in enc.project_features.children():
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
-
-
 def build_image(cfg, mcfg, make_block, cache: AlibiCache) -> ModalityEncoder:
     d = cfg.embed_dim
     grid = mcfg.input_size // mcfg.patch_size
@@ -127,6 +119,8 @@ def build_encoder(name: str, cfg, make_block, cache: AlibiCache, task=None) -> M
 
 def reset_encoder(name: str, enc: ModalityEncoder) -> None:
     """Modality-specific re-initialisation after the model-wide init (reference ``reset_parameters``)."""
-    if name == "AUDIO":
-        _AudioReset.reset(enc)
+    if name == "AUDIO":  # the feature projection keeps PyTorch's default init, as in the reference
+        for m in enc.project_features.children():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
     enc.reset_parameters()
