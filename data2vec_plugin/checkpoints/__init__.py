@@ -1,0 +1,1 @@
+"""Checkpoint formats, safe loading, conversion, feature extraction and Hugging Face export."""
