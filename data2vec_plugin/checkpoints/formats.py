@@ -100,5 +100,8 @@ def load_legacy(path: str, map_location="cpu"):
     if kind == "unsafe":
         raise refusal(path)
     allowed = [_resolve(n) for n in sorted(set(names))]
+    if "numpy.dtype" in names:  # a dtype's BUILD names its concrete DType class, not listed as a global
+        import numpy as np
+        allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location=map_location, weights_only=True)
