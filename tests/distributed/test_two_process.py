@@ -84,3 +84,36 @@ def test_two_processes_batch_b_equal_one_process_batch_2b(tmp_path):
         else:
             torch.testing.assert_close(v, b[k], rtol=1e-5, atol=1e-6)
     assert abs(train_log_values(log2, "loss")[0] - train_log_values(log1, "loss")[0]) < 1e-3
+
+
+def _text_data(root):
+    import numpy as np
+    from data2vec_plugin.cli.prepare_text import prepare
+    words = "the cat sat on a mat while dog ran to park with ball and red blue house".split()
+    rng = np.random.default_rng(0)
+    (root / "raw.txt").write_text("\n".join(" ".join(rng.choice(words, size=rng.integers(4, 14)))
+                                            for _ in range(200)) + "\n")
+    prepare(str(root / "raw.txt"), str(root / "pre"), vocab_size=40, valid_lines=20)
+    return root / "pre", ["model.transformer.encoder.embed_dim=32", "model.transformer.encoder.ffn_embed_dim=64",
+                          "dataset.batch_size=4", "lr_scheduler.phase_ratio=[0.5,0.0,0.5]"]
+
+
+def _image_data(root):
+    from data2vec_plugin.cli.synthetic_images import make_image_folder
+    make_image_folder(str(root / "img"), train_per_class=4, val_per_class=2, size=36, seed=0)
+    return root / "img", ["dataset.batch_size=4"]
+
+
+@pytest.mark.parametrize("modality", ["text", "vision"])
+def test_two_process_training_other_modalities(modality, tmp_path):
+    data, extra = (_text_data if modality == "text" else _image_data)(tmp_path)
+    proc = run_cli(["d2v-launch", "--nproc", "2", "--", "fairseq-hydra-train", "--config-dir",
+                    REPO / "examples" / modality, "--config-name", "pretrain_tiny", f"common.user_dir={PLUGIN_DIR}",
+                    f"task.data={data}", "optimization.max_update=2", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+                    f"hydra.run.dir={tmp_path / 'h'}", "common.log_interval=1", "dataset.disable_validation=true"]
+                   + extra, tmp_path)
+    log = proc.stdout + proc.stderr
+    assert "distributed init (rank 1)" in log and "distributed init (rank 0)" in log
+    state = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", weights_only=True)
+    assert state["optimizer_history"][-1]["num_updates"] == 2
+    assert state["cfg"]["distributed_training"]["distributed_world_size"] == 2
