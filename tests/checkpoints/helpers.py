@@ -45,8 +45,17 @@ def variant(name, dst, strip_ema=False, strip_optimizer=False, unknown=False, dr
 
 
 def legacy(name, dst):
-    """Pre-hydra layout: an argparse.Namespace in ``args`` (no ``cfg``) and numpy scalars in the state."""
+    """Pre-hydra layout: an argparse.Namespace in ``args`` (no ``cfg``) and numpy scalars in the state. Models with
+    nested configs (text: ``model.transformer``) never had an ``args`` form: their ``cfg`` is kept but pickled as
+    an omegaconf ``DictConfig`` (fairseq 0.10-0.12 style)."""
     sd = ref_state(name)
+    if isinstance(sd["cfg"]["model"].get("transformer"), dict):
+        from omegaconf import OmegaConf
+        sd["cfg"] = OmegaConf.create(sd["cfg"])
+        sd["extra_state"]["best_loss"] = np.float64(1.25)
+        sd["optimizer_history"][-1]["num_updates"] = np.int64(3)
+        torch.save(sd, dst)
+        return dst
     cfg = sd.pop("cfg")
     flat = {}
     for sec in ("common", "dataset", "distributed_training", "optimization", "checkpoint", "task", "model",
