@@ -134,3 +134,15 @@ def test_missing_audio_file_error_reaches_the_user(data, tmp_path):
                        + FAST, tmp_path, check=False)
     assert proc.returncode != 0
     assert "train.tsv:3" in proc.stdout + proc.stderr and "file not found" in proc.stdout + proc.stderr
+
+
+def test_bf16_training_on_cpu(data, tmp_path):
+    """common.bf16 casts the student; the teacher (fp32 master outside the module tree) keeps training it."""
+    proc = hydra_train(CONFIG_DIR, "pretrain_tiny", [f"task.data={data / 'data'}", f"checkpoint.save_dir={tmp_path}",
+                                                     "optimization.max_update=3", "common.bf16=true",
+                                                     "common.on_cpu_convert_precision=true", "common.log_interval=1",
+                                                     "dataset.disable_validation=true"], tmp_path)
+    losses = train_log_values(proc.stdout + proc.stderr, "loss")
+    assert len(losses) >= 2 and all(l == l and l < 1e4 for l in losses)
+    decays = train_log_values(proc.stdout + proc.stderr, "ema_decay")
+    assert decays == sorted(decays) and decays[-1] > decays[0]  # schedule advanced once per update
