@@ -5,7 +5,7 @@ and the reference together (which one is loaded is decided only by ``common.user
 Usage: python bench/_train_wrapper.py RESULT.json [EMA_REPS] -- <fairseq-hydra-train arguments>
 
 RESULT.json gets:
-  updates: [{"t": perf_counter seconds, "num_updates": n, "loss": ..., "bsz": ...}, ...]  (train_inner logs)
+  updates: [{"t": perf_counter seconds, "cpu": process CPU seconds (all threads), "num_updates": n, "loss": ..., "bsz": ...}, ...]  (train_inner logs)
   peak_rss_mb: ru_maxrss of this process (whole process: imports, data, model, optimizer, teacher)
   cuda_peak_mb: torch.cuda.max_memory_allocated() (GPU runs)
   ema_step_ms: median wall time of model.set_num_updates(n + 1) in train mode after training, i.e. one
@@ -42,7 +42,7 @@ def _patch():
 
         def log(self, stats, tag=None, step=None):
             if tag == "train_inner":
-                rec = {"t": time.perf_counter(), "step": step}
+                rec = {"t": time.perf_counter(), "cpu": time.process_time(), "step": step}
                 for k in ("num_updates", "loss", "bsz", "ups", "wpb", "lr", "gnorm"):
                     if k in stats:
                         try:
@@ -93,7 +93,14 @@ def _ema_bench(model, reps):
     cuda = torch.cuda.is_available() and any(p.is_cuda for p in model.parameters())
     base = int(getattr(model, "num_updates", 0) or 0) + 10
     times = []
+    prof = None
+    if os.environ.get("BENCH_PROFILE_EMA"):  # cProfile the timed EMA steps into this file
+        import cProfile
+
+        prof = cProfile.Profile()
     for i in range(reps + 3):
+        if prof is not None and i == 3:
+            prof.enable()
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -102,6 +109,9 @@ def _ema_bench(model, reps):
             torch.cuda.synchronize()
         if i >= 3:
             times.append(time.perf_counter() - t0)
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(os.environ["BENCH_PROFILE_EMA"])
     return 1000.0 * statistics.median(times), 1000.0 * min(times)
 
 

@@ -330,6 +330,7 @@ def make_data(work, size, modalities, updates):
 
 # --------------------------------------------------------------------------------------------------- reference
 REF_DIR = None
+THREADS = None
 
 
 def setup_reference_runtime(work):
@@ -365,6 +366,8 @@ def run_one(work, rt, modality, impl, precision, size, data, seed, updates, devi
         f.write(make_config(modality, impl, size, data[modality], seed, updates, device, precision, save_dir))
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
+    if THREADS:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(THREADS)
     if impl == "reference":
         env["PYTHONPATH"] = rt + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     result = os.path.join(rdir, "result.json")
@@ -398,7 +401,9 @@ def throughput(res, warmup):
     n = recs[-1]["num_updates"] - recs[0]["num_updates"]
     steps = [b["t"] - a["t"] for a, b in zip(recs, recs[1:])]
     bsz = statistics.mean(r.get("bsz", float("nan")) for r in recs[1:])
-    return {"ups": n / dt, "sps": n * bsz / dt, "median_step_s": statistics.median(steps), "bsz": bsz}
+    cpu = recs[-1].get("cpu", float("nan")) - recs[0].get("cpu", float("nan"))
+    return {"ups": n / dt, "sps": n * bsz / dt, "median_step_s": statistics.median(steps), "bsz": bsz,
+            "cpu_ups": n / cpu if cpu > 0 else float("nan")}
 
 
 def losses(res):
@@ -500,6 +505,7 @@ def summarize(runs, variants, modalities, warmup):
                 "ups": statistics.median(t["ups"] for t in tps), "sps": statistics.median(t["sps"] for t in tps),
                 "step_s": statistics.median(t["median_step_s"] for t in tps),
                 "ups_all": [t["ups"] for t in tps],
+                "cpu_ups": statistics.median(t["cpu_ups"] for t in tps),
                 "mem_mb": statistics.median(r.get(mem_key, float("nan")) for r in rs), "mem_key": mem_key,
                 "ema_ms": statistics.median(r["ema_step_ms"] for r in rs) if all("ema_step_ms" in r for r in rs)
                 else None,
@@ -509,13 +515,14 @@ def summarize(runs, variants, modalities, warmup):
             if per.get(v) is None:
                 rows.append((m, v, None, None))
                 continue
-            ratio = pair = None
+            ratio = pair = cpu_ratio = None
             if base and v[0] == "plugin" and per.get(base):
                 ratio = per[v]["ups"] / per[base]["ups"]
+                cpu_ratio = per[v]["cpu_ups"] / per[base]["cpu_ups"]
                 # per-sitting pairs (repeat i of both, run back to back)
                 a, b = per[v]["ups_all"], per[base]["ups_all"]
                 pair = [x / y for x, y in zip(a, b)]
-            rows.append((m, v, per[v], (ratio, pair)))
+            rows.append((m, v, per[v], (ratio, pair, cpu_ratio)))
         if base and per.get(base):
             for v in variants:
                 if v[0] == "plugin" and per.get(v):
@@ -527,21 +534,23 @@ def render(rows, loss_rows, args, info, versions, dtype_checks, started, elapsed
     out = []
     out.append(f"Date: {started}  |  device: {args.device}  |  size: {args.size}  |  updates: {args.updates} "
                f"(timed {args.warmup}..{args.updates})  |  repeats: {args.repeats}  |  total wall {elapsed:.0f} s")
-    out.append(f"Versions: {versions}")
+    out.append(f"Versions: {versions}  |  threads per process: {args.threads or 'torch default'}")
     out.append("")
     out.append("| modality | impl | precision | params | updates/s | samples/s | median step (s) | "
-               "plugin/ref (per pair) | peak mem (MB) | EMA step (ms) |")
-    out.append("|---|---|---|---:|---:|---:|---:|---|---:|---:|")
+               "plugin/ref (per pair) | CPU-time upd/s | plugin/ref (CPU time) | peak mem (MB) | EMA step (ms) |")
+    out.append("|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for m, v, p, rp in rows:
         if p is None:
-            out.append(f"| {m} | {v[0]} | {v[1]} | | FAILED | | | | | |")
+            out.append(f"| {m} | {v[0]} | {v[1]} | | FAILED | | | | | | | |")
             continue
-        ratio = ""
+        ratio = cpu_ratio = ""
         if rp and rp[0] is not None:
             ratio = f"**{rp[0]:.2f}x** ({', '.join(f'{x:.2f}' for x in rp[1])})"
+            cpu_ratio = f"{rp[2]:.2f}x"
         mem = f"{p['mem_mb']:.0f} {'RSS' if p['mem_key'] == 'peak_rss_mb' else 'CUDA'}"
         out.append(f"| {m} | {v[0]} | {v[1]} | {fmt(p['params'] and p['params'] / 1e6, '.2f')}M | "
-                   f"{p['ups']:.3f} | {p['sps']:.2f} | {p['step_s']:.3f} | {ratio} | {mem} | "
+                   f"{p['ups']:.3f} | {p['sps']:.2f} | {p['step_s']:.3f} | {ratio} | {fmt(p['cpu_ups'], '.3f')} | "
+                   f"{cpu_ratio} | {mem} | "
                    f"{fmt(p['ema_ms'], '.2f')} |")
     out.append("")
     if loss_rows:
@@ -598,6 +607,10 @@ def main():
     ap.add_argument("--variants", default=None,
                     help="impl:precision list; default plugin:fp32,reference:fp32 (cpu). The first reference "
                          "variant is the baseline of the ratios")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OMP/MKL threads per training process (0 = torch default). 1 by default: on a shared "
+                         "machine a 2-thread process stalls at every parallel-for barrier whenever another "
+                         "process holds a core, which makes wall times meaningless")
     ap.add_argument("--ema-reps", type=int, default=30)
     ap.add_argument("--check-teacher-dtype", action="store_true",
                     help="save checkpoints and check that the teacher (_ema) is fp32")
@@ -609,6 +622,8 @@ def main():
     ap.add_argument("--json-out", default=None)
     args = ap.parse_args()
 
+    global THREADS
+    THREADS = args.threads
     modalities = [m for m in args.modalities.split(",") if m]
     for m in modalities:
         if m not in TASKS:
@@ -637,7 +652,8 @@ def main():
                         continue
                     tp = throughput(res, args.warmup)
                     ls = losses(res)
-                    print(f"  {res['name']}: {fmt(tp and tp['ups'], '.3f')} upd/s, "
+                    print(f"  {res['name']}: {fmt(tp and tp['ups'], '.3f')} upd/s "
+                          f"({fmt(tp and tp['cpu_ups'], '.3f')} per CPU-s), "
                           f"{fmt(tp and tp['sps'], '.2f')} samples/s, loss {fmt(ls[0] if ls else None)} -> "
                           f"{fmt(ls[-1] if ls else None)}, peak RSS {res['peak_rss_mb']:.0f} MB, EMA "
                           f"{fmt(res.get('ema_step_ms'), '.2f')} ms, wall {res['wall_s']:.0f} s", flush=True)
