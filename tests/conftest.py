@@ -51,4 +51,4 @@ def hydra_train(config_dir, config_name, overrides, cwd, timeout=600, check=True
 def train_log_values(text, key):
     """All values logged for ``key`` in fairseq's simple-format train_inner/train lines."""
     import re
-    return [float(m) for m in re.findall(rf"(?:\| |, ){key}[= ]([-+0-9.eE]+)", text)]
+    return [float(m) for m in re.findall(rf"(?<![\w.]){key}[= ]([-+0-9.eE]+)", text)]
