@@ -1,4 +1,6 @@
 """Behaviour shared by the plugin's pretraining tasks."""
+import sys
+
 from fairseq.tasks import FairseqTask
 
 
@@ -33,3 +35,18 @@ class TeacherStepTaskMixin:
         inner = unwrap_model(model)
         if hasattr(inner, "ema_step"):
             inner.ema_step(update_num + 1)
+
+
+class NoDictionaryTaskMixin:
+    """Tasks on raw audio / images: no dictionaries, no length limit from the task."""
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None
+
+    def max_positions(self):
+        return sys.maxsize  # an int: sizes are ints (a tuple makes fairseq filter out every sample)

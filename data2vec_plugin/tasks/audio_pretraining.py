@@ -1,6 +1,5 @@
 """fairseq adapter: ``data2vec_audio_pretraining`` task (wav2vec 2.0 manifests, masks in the data pipeline)."""
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -9,7 +8,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from ..data.audio_dataset import RawAudioMaskDataset
-from ._common import TeacherStepTaskMixin
+from ._common import NoDictionaryTaskMixin, TeacherStepTaskMixin
 
 
 @dataclass
@@ -33,7 +32,7 @@ class Data2VecAudioPretrainingConfig(FairseqDataclass):
 
 
 @register_task("data2vec_audio_pretraining", dataclass=Data2VecAudioPretrainingConfig)
-class Data2VecAudioPretrainingTask(TeacherStepTaskMixin, FairseqTask):
+class Data2VecAudioPretrainingTask(TeacherStepTaskMixin, NoDictionaryTaskMixin, FairseqTask):
     cfg: Data2VecAudioPretrainingConfig
 
     @classmethod
@@ -46,13 +45,3 @@ class Data2VecAudioPretrainingTask(TeacherStepTaskMixin, FairseqTask):
             os.path.join(c.data, f"{split}.tsv"), c.sample_rate, self.require_mask_spec(split), c.seed,
             c.max_sample_size, c.min_sample_size or 0, c.enable_padding, c.normalize, c.skip_invalid_audio)
 
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    def max_positions(self):
-        return sys.maxsize

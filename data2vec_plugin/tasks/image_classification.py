@@ -5,10 +5,10 @@ every split). Train: timm's ImageNet recipe (RandAugment, random erasing); eval:
 fairseq's ``model`` criterion; the task adds ``correct`` to its ``log_keys`` and logs ``accuracy`` (%).
 """
 import logging
-import sys
 from dataclasses import dataclass, field
 
 from fairseq import metrics
+from ._common import NoDictionaryTaskMixin
 from fairseq.tasks import FairseqTask, register_task
 
 from ..data.image_folder import ImageFolderDataset
@@ -40,7 +40,7 @@ def _unwrap_optimizer(optimizer):
 
 
 @register_task("data2vec_image_classification", dataclass=Data2VecImageClassificationTaskConfig)
-class Data2VecImageClassificationTask(FairseqTask):
+class Data2VecImageClassificationTask(NoDictionaryTaskMixin, FairseqTask):
     cfg: Data2VecImageClassificationTaskConfig
 
     def __init__(self, cfg):
@@ -106,13 +106,3 @@ class Data2VecImageClassificationTask(FairseqTask):
             metrics.log_derived("accuracy", lambda m: round(100.0 * m["_correct"].sum
                                                             / max(m["sample_size"].sum, 1), 3))
 
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    def max_positions(self):
-        return sys.maxsize, sys.maxsize

@@ -6,7 +6,6 @@ Layout: ``DATA/train/<class>/*.jpg|png|...`` and ``DATA/val/...`` (fairseq's ``v
 """
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import List
 
@@ -16,7 +15,7 @@ from omegaconf import II, MISSING
 
 from ..data.image_folder import ImageFolderDataset
 from ..data.image_transforms import IMAGENET_MEAN, IMAGENET_STD, beit_pretraining_transform
-from ._common import TeacherStepTaskMixin
+from ._common import NoDictionaryTaskMixin, TeacherStepTaskMixin
 
 logger = logging.getLogger(__name__)
 SPLIT_ALIASES = {"valid": "val", "val": "valid"}
@@ -68,7 +67,7 @@ def split_dir(data: str, split: str) -> str:
 
 
 @register_task("data2vec_image_pretraining", dataclass=Data2VecImagePretrainingConfig)
-class Data2VecImagePretrainingTask(TeacherStepTaskMixin, FairseqTask):
+class Data2VecImagePretrainingTask(TeacherStepTaskMixin, NoDictionaryTaskMixin, FairseqTask):
     cfg: Data2VecImagePretrainingConfig
 
     @classmethod
@@ -89,16 +88,6 @@ class Data2VecImagePretrainingTask(TeacherStepTaskMixin, FairseqTask):
                                                   skip_invalid=task_option(c, "skip_invalid_images"))
         logger.info(f"{split}: {len(self.datasets[split])} images from {root}")
 
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    def max_positions(self):
-        return sys.maxsize, sys.maxsize
 
 
 @register_task("image_pretraining", dataclass=ImagePretrainingRefConfig)

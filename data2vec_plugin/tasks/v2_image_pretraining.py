@@ -4,7 +4,6 @@
 the model's settings (``data_mask_spec``), one per (image, clone), computed in the collater.
 """
 import logging
-import sys
 from dataclasses import dataclass, field
 
 from fairseq.dataclass import FairseqDataclass
@@ -12,7 +11,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from ..data.v2_image_dataset import ImageCloneMaskDataset, mae_pretraining_transform
-from ._common import TeacherStepTaskMixin
+from ._common import NoDictionaryTaskMixin, TeacherStepTaskMixin
 from .image_pretraining import split_dir
 
 logger = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ class Data2Vec2ImagePretrainingConfig(FairseqDataclass):
     seed: int = field(default=II("common.seed"), metadata={"help": "seed of augmentations and masks"})
 
 
-class ImagePretrainingBase(TeacherStepTaskMixin, FairseqTask):
+class ImagePretrainingBase(TeacherStepTaskMixin, NoDictionaryTaskMixin, FairseqTask):
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         return cls(cfg)
@@ -50,16 +49,6 @@ class ImagePretrainingBase(TeacherStepTaskMixin, FairseqTask):
                                                      grid * grid, seed, skip)
         logger.info(f"{split}: {len(self.datasets[split])} images from {root}")
 
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None
-
-    def max_positions(self):
-        return sys.maxsize, sys.maxsize
 
 
 @register_task("data2vec2_image_pretraining", dataclass=Data2Vec2ImagePretrainingConfig)
