@@ -129,7 +129,8 @@ class FeatureEncoder(nn.Module):
         if self.name == "data2vec_text":
             pm = batch.eq(m.encoder.padding_idx)
             x, extra = m.encoder.extract_features(batch, return_all_hiddens=want is not None)
-            return (x if want is None else torch.stack([extra["inner_states"][n] for n in want])), pm
+            states = extra["inner_states"]  # RoBERTa convention: (T, B, C)
+            return (x if want is None else torch.stack([states[n].transpose(0, 1) for n in want])), pm
         if self.name == "data2vec_vision":
             tokens = m.embed(batch)
             if want is None:
@@ -206,5 +207,5 @@ class FeatureEncoder(nn.Module):
                 f = feats[..., j, :, :]
                 if out_pm is not None:
                     f = f[..., : int((~out_pm[j]).sum()), :]
-                results[i] = f.float().cpu().numpy()
+                results[i] = (f[0] if isinstance(layer, int) else f).float().cpu().numpy()
         return results
