@@ -44,7 +44,9 @@ class Data2VecAudioModel(TeacherHolderMixin, BaseFairseqModel):
         self.num_updates = 0
         self.target_layer_norm = choose_norm(cfg.instance_norm_target_layer, cfg.layer_norm_target_layer,
                                              cfg.batch_norm_target_layer, cfg.group_norm_target_layer)
-        self.target_final_norm = choose_norm(cfg.instance_norm_targets, cfg.layer_norm_targets)
+        # the averaged target: layer norm, then instance norm (the reference's order)
+        self.target_final_norm = tuple(n for n, on in (("layer", cfg.layer_norm_targets),
+                                                       ("instance", cfg.instance_norm_targets)) if on) or "none"
         self.ema_transformer_only = cfg.ema_transformer_only or cfg.ema_layers_only
         warn_unused_fields(cfg, WAV2VEC2_ONLY_FIELDS + ("dropout_features",), "data2vec_audio")
         self.init_teacher("encoder" if self.ema_transformer_only else "",

@@ -16,7 +16,7 @@ from fairseq.models.roberta.model import RobertaClassificationHead
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
-from ..modules.targets import _norm_btc, build_targets
+from ..modules.targets import build_targets
 from ..modules.teacher_holder import TeacherHolderMixin
 from ..modules.text import TextTokenEncoder
 from . import _text_state
@@ -37,18 +37,6 @@ def check_transformer_cfg(t) -> None:
     changed = [k for k in DECODER_ONLY_FIELDS if getattr(t, k, None) != getattr(default, k, None)]
     if changed:
         logger.warning(f"data2vec_text: transformer fields {changed} only affect decoders and are ignored")
-
-
-def chained_targets(layers, k: int, layer_norms, final_norms, padding_mask) -> torch.Tensor:
-    """``build_targets`` with the reference's norm chains: per layer batch -> instance -> layer norm (each
-    optional), then the average, then layer -> instance norm of the average."""
-    layers = [y.float() for y in layers[-k:]]
-    for kind in layer_norms[:-1]:
-        layers = [_norm_btc(y, kind, padding_mask) for y in layers]
-    y = build_targets(layers, k, layer_norms[-1], final_norms[0], padding_mask)
-    for kind in final_norms[1:]:
-        y = _norm_btc(y, kind, padding_mask)
-    return y
 
 
 def build_regression_head(dim: int, layers: int) -> nn.Sequential:
@@ -119,7 +107,7 @@ class Data2VecTextEncoder(TeacherHolderMixin, FairseqEncoder):
         k = self.cfg.average_top_k_layers
         with torch.autocast(tokens.device.type, dtype=dtype, enabled=dtype != torch.float32):
             out = teacher(tokens, min_layer=len(teacher.layers) - k)
-        return chained_targets(out.layer_results, k, self.layer_norms, self.final_norms, out.padding_mask)
+        return build_targets(out.layer_results, k, tuple(self.layer_norms), tuple(self.final_norms), out.padding_mask)
 
     def forward(self, src_tokens, target_tokens=None, features_only=False, return_all_hiddens=False, **unused):
         x, extra = self.extract_features(src_tokens, return_all_hiddens)
