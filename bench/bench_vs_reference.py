@@ -615,6 +615,9 @@ def main():
     ap.add_argument("--check-teacher-dtype", action="store_true",
                     help="save checkpoints and check that the teacher (_ema) is fp32")
     ap.add_argument("--run-timeout", type=int, default=1800, help="seconds per training run")
+    ap.add_argument("--time-budget", type=float, default=None,
+                    help="seconds for the whole benchmark: no run is started with less than 30 s left, and a run "
+                         "gets at most the time left (so the table is always written)")
     ap.add_argument("--work", default=None, help="work dir (default: a temp dir, removed unless --keep)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--results-md", default=os.path.join(BENCH, "RESULTS.md"), help="'-' = do not write")
@@ -646,8 +649,15 @@ def main():
             for rep in range(args.repeats):
                 order = variants if rep % 2 == 0 else list(reversed(variants))  # P R | R P | ...
                 for impl, prec in order:
+                    timeout = args.run_timeout
+                    if args.time_budget is not None:
+                        left = args.time_budget - (time.time() - t_start) - 15  # 15 s for the report
+                        if left < 30:
+                            print(f"  -- skipped {m} {impl}:{prec} r{rep}: time budget spent", flush=True)
+                            continue
+                        timeout = int(min(timeout, left))
                     res = run_one(work, rt, m, impl, prec, args.size, data, 1 + rep, args.updates, args.device,
-                                  f"r{rep}", args.check_teacher_dtype, args.ema_reps, args.run_timeout)
+                                  f"r{rep}", args.check_teacher_dtype, args.ema_reps, timeout)
                     if res is None:
                         continue
                     tp = throughput(res, args.warmup)
