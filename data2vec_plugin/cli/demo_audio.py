@@ -15,7 +15,8 @@ def run(out_dir: str) -> dict:
                       "pretrain_tiny", f"common.user_dir={PLUGIN_DIR}", f"task.data={data}",
                       f"checkpoint.save_dir={ckpt}", f"hydra.run.dir={out_dir}/audio_hydra",
                       f"common.log_file={out_dir}/audio_train.log", "optimization.max_update=120",
-                      "model.ema_anneal_end_step=100", "common.log_interval=10", "checkpoint.save_interval_updates=60"],
+                      "model.ema_anneal_end_step=100", "common.log_interval=10", "checkpoint.save_interval_updates=60",
+                      "dataset.validate_interval=5"],
                      os.path.join(out_dir, "audio_stdout.log"))
     stats = first_last(log, ["loss", "target_var", "pred_var"])
     for k, (a, b) in stats.items():

@@ -15,6 +15,7 @@ def run_logged(cmd: List[str], log_path: str) -> str:
     bin_dir = Path(sys.executable).parent
     exe = str(bin_dir / cmd[0]) if (bin_dir / cmd[0]).exists() else cmd[0]
     env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env.setdefault("OMP_NUM_THREADS", "1")  # tiny models: extra threads only add contention
     lines = []
     with subprocess.Popen([exe] + [str(c) for c in cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, env=env) as proc, open(log_path, "w") as log:

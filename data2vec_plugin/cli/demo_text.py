@@ -47,7 +47,7 @@ def stdlib_docstring_lines(max_lines: int = 4000, max_files: int = 150) -> List[
 def hydra(config: str, out: Path, overrides: List[str]) -> str:
     cmd = [str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(EXAMPLES),
            "--config-name", config, f"common.user_dir={PLUGIN}", f"hydra.run.dir={out}/hydra"] + overrides
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     proc = subprocess.run(cmd, cwd=str(out), env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{config} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
