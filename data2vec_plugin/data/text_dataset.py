@@ -11,10 +11,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-from fairseq.data import Dictionary, FairseqDataset, data_utils
+from fairseq.data import Dictionary, data_utils
 
 from ..masking import sample_rng
 from ..masking.token import check_mask_probs, token_mask
+from ._epoch_blocks import EpochMaskedBlocks
 
 
 def replacement_probs(dictionary: Dictionary, freq_weighted: bool) -> np.ndarray:
@@ -29,7 +30,7 @@ def replacement_probs(dictionary: Dictionary, freq_weighted: bool) -> np.ndarray
     return weights / weights.sum()
 
 
-class TokenMaskDataset(FairseqDataset):
+class TokenMaskDataset(EpochMaskedBlocks):
     """Wraps a dataset of 1-D LongTensor token blocks; yields {id, source (masked), target (MLM stream)}.
 
     Args:
@@ -43,8 +44,7 @@ class TokenMaskDataset(FairseqDataset):
     def __init__(self, dataset, dictionary: Dictionary, seed: int, mask_prob: float = 0.15,
                  leave_unmasked_prob: float = 0.1, random_token_prob: float = 0.1,
                  freq_weighted_replacement: bool = False, sizes: Optional[np.ndarray] = None):
-        super().__init__()
-        self.dataset = dataset
+        super().__init__(dataset, sizes)
         check_mask_probs(mask_prob, leave_unmasked_prob, random_token_prob)
         self.dictionary = dictionary
         self.pad_idx = dictionary.pad()
@@ -56,40 +56,13 @@ class TokenMaskDataset(FairseqDataset):
         self.probs = replacement_probs(dictionary, freq_weighted_replacement) if random_token_prob > 0 else None
         self.seed, self.mask_prob = seed, mask_prob
         self.leave_unmasked_prob, self.random_token_prob = leave_unmasked_prob, random_token_prob
-        self._sizes = np.asarray(sizes if sizes is not None else dataset.sizes)
-        self.epoch = 1
-
-    @property
-    def sizes(self):
-        return self._sizes
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def set_epoch(self, epoch):
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        self.epoch = epoch
-
-    @property
-    def can_reuse_epoch_itr_across_epochs(self):
-        return False  # new masks every epoch: the workers must see the new epoch
 
     def __getitem__(self, index: int):
-        tokens = self.dataset[index].numpy()
+        tokens = self.blocks[index].numpy()
         m = token_mask(tokens, ~np.isin(tokens, self.special), sample_rng(self.seed, self.epoch, index, 0),
                        self.mask_idx, self.probs, self.mask_prob, self.leave_unmasked_prob, self.random_token_prob)
         target = np.where(m.selected, tokens, self.pad_idx)
         return {"id": index, "source": torch.from_numpy(m.tokens), "target": torch.from_numpy(target)}
-
-    def num_tokens_vec(self, indices):
-        return self._sizes[indices]
-
-    def num_tokens(self, index):
-        return int(self._sizes[index])
-
-    def size(self, index):
-        return int(self._sizes[index])
 
     def collater(self, samples):
         if not samples:

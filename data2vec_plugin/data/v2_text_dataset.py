@@ -4,47 +4,20 @@ Batches: ``{"id", "ntokens", "nsentences", "net_input": {"source" (B, T) padded 
 "precomputed_mask" (B * clone_batch, T), "num_masked"}}``. Padding is never masked (the reference's random
 masking ignores it, spec B19); every row masks int(mask_prob * shortest length) tokens.
 """
-import numpy as np
 import torch
-from fairseq.data import FairseqDataset, data_utils
+from fairseq.data import data_utils
 
+from ._epoch_blocks import EpochMaskedBlocks
 from .v2_masking import V2MaskSpec, batch_masks
 
 
-class TextCloneMaskDataset(FairseqDataset):
+class TextCloneMaskDataset(EpochMaskedBlocks):
     def __init__(self, blocks, pad_idx: int, mask_spec: V2MaskSpec, seed: int):
-        super().__init__()
-        self.blocks, self.pad_idx, self.spec, self.seed = blocks, pad_idx, mask_spec, seed
-        self._sizes = np.asarray(blocks.sizes)
-        self.epoch = 1
-
-    @property
-    def sizes(self):
-        return self._sizes
-
-    def __len__(self):
-        return len(self.blocks)
+        super().__init__(blocks)
+        self.pad_idx, self.spec, self.seed = pad_idx, mask_spec, seed
 
     def __getitem__(self, index: int):
         return {"id": index, "source": self.blocks[index]}
-
-    def set_epoch(self, epoch):
-        if hasattr(self.blocks, "set_epoch"):
-            self.blocks.set_epoch(epoch)
-        self.epoch = epoch
-
-    @property
-    def can_reuse_epoch_itr_across_epochs(self):
-        return False
-
-    def num_tokens(self, index):
-        return int(self._sizes[index])
-
-    def num_tokens_vec(self, indices):
-        return self._sizes[indices]
-
-    def size(self, index):
-        return int(self._sizes[index])
 
     def collater(self, samples):
         if not samples:
