@@ -13,7 +13,6 @@ from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch import nn
 
 TARGET_KINDS = ("end", "fc")  # block output after the residual / FFN branch before the residual
@@ -122,7 +121,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, num_heads, attention_dropout, grid)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = _drop_path(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
@@ -184,3 +183,11 @@ def _init_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+
+
+def _drop_path(rate: float) -> nn.Module:
+    """timm's DropPath (stochastic depth); timm is imported only when it is used (it costs ~4 s per start)."""
+    if rate <= 0:
+        return nn.Identity()
+    from timm.layers import DropPath
+    return DropPath(rate)
