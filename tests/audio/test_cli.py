@@ -129,6 +129,8 @@ def test_missing_audio_file_error_reaches_the_user(data, tmp_path):
     d = tmp_path / "bad"
     shutil.copytree(data / "data", d)
     lines = (d / "train.tsv").read_text().splitlines()
+    lines[0] = str(d / "wav")  # point the copy's manifest at the copied files (the shared data stays intact)
+    (d / "train.tsv").write_text("\n".join(lines) + "\n")
     os.remove(os.path.join(lines[0], lines[2].split("\t")[0]))
     proc = hydra_train(CONFIG_DIR, "pretrain_tiny", [f"task.data={d}", f"checkpoint.save_dir={tmp_path / 'c'}"]
                        + FAST, tmp_path, check=False)
