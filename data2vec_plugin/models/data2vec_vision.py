@@ -60,6 +60,10 @@ class Data2VecVisionConfig(FairseqDataclass):
     drop_path: float = field(default=0.1, metadata={
         "help": "stochastic depth rate of the last block (linearly increasing from 0 over depth)"})
     attention_dropout: float = field(default=0.0, metadata={"help": "dropout on attention probabilities"})
+    reference_token_init: bool = field(default=False, metadata={
+        "help": "initialise cls_emb/mask_emb as the reference actually does: its trunc_normal_(x, 0.02) sets the "
+                "MEAN to 0.02 (std 1, cut at +-2) instead of std 0.02 as in BEiT. Default false = std 0.02 (the "
+                "intended init; its students fit targets much sooner). True reproduces reference training curves"})
     depth: int = field(default=12, metadata={"help": "number of transformer blocks"})
     embed_dim: int = field(default=768, metadata={"help": "token dimension D"})
     num_heads: int = field(default=12, metadata={"help": "attention heads (must divide embed_dim)"})
@@ -112,8 +116,9 @@ class Data2VecVisionModel(TeacherHolderMixin, BaseFairseqModel):
         self.cfg = cfg
         d = cfg.embed_dim
         self.patch_embed = PatchEmbed(cfg.image_size, cfg.patch_size, cfg.in_channels, d)
-        self.cls_emb = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, 1, d), std=0.02))
-        self.mask_emb = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, 1, d), std=0.02))
+        init = dict(mean=0.02, std=1.0) if cfg.reference_token_init else dict(std=0.02)
+        self.cls_emb = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, 1, d), **init))
+        self.mask_emb = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, 1, d), **init))
         if cfg.mlp_ratio != REFERENCE_MLP_RATIO:
             logger.warning(f"data2vec_vision: mlp_ratio={cfg.mlp_ratio} is ignored (the reference model always uses "
                            f"an FFN of {REFERENCE_MLP_RATIO} * embed_dim; kept for checkpoint compatibility)")

@@ -239,3 +239,14 @@ def test_layer_decay_tags_and_optimizer_check(pretrained_ckpt):
     opt = torch.optim.SGD(clf.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="composite"):
         task.optimizer_step(opt, clf, 0)
+
+
+def test_token_init_intended_and_reference_variant():
+    """Default: BEiT's std 0.02. reference_token_init: the reference's actual trunc_normal_(x, 0.02), i.e. mean
+    0.02 / std 1 truncated at +-2 (bench/RESULTS.md explains why this changes the loss curve)."""
+    import torch
+    torch.manual_seed(0)
+    m = tiny_model(embed_dim=256, num_heads=4)
+    assert m.mask_emb.std().item() < 0.03 and m.cls_emb.std().item() < 0.03
+    r = tiny_model(embed_dim=256, num_heads=4, reference_token_init=True)
+    assert 0.7 < r.mask_emb.std().item() < 1.0 and r.mask_emb.abs().max().item() <= 2.0
