@@ -12,6 +12,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="demo_out", help="output directory (data, checkpoints, logs, plots)")
     p.add_argument("--only", default="audio,text,vision,v2", help="comma-separated parts to run")
     args = p.parse_args(argv)
+    args.out = os.path.abspath(args.out)  # fairseq-hydra-train changes its working directory
     os.makedirs(args.out, exist_ok=True)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     results = {}
