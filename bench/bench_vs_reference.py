@@ -256,6 +256,8 @@ model:
   ema_anneal_end_step: 1000
   ema_transformer_only: true
 """
+        if plugin:  # same embedding init as the reference's actual one (see reference_token_init's help)
+            body += "  reference_token_init: true\n"
     return head + crit + body
 
 
