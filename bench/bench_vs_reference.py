@@ -336,7 +336,7 @@ THREADS = None
 
 
 def setup_reference_runtime(work):
-    """Temp dir with the shared shim (+ P5 from bench/_ref_shim_p5.py) and the ``examples`` symlink."""
+    """Temp dir with the shared shim (+ P5 from scripts/ref_shim_p5.py) and the ``examples`` symlink."""
     global REF_DIR
     site_fairseq = subprocess.run([PY, "-c", "import os, fairseq; print(os.path.dirname(fairseq.__file__))"],
                                   capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
@@ -349,7 +349,7 @@ def setup_reference_runtime(work):
     os.makedirs(rt, exist_ok=True)
     with open(os.path.join(rt, "sitecustomize.py"), "w") as f:
         f.write(open(SHIM).read())
-        f.write(open(os.path.join(BENCH, "_ref_shim_p5.py")).read())
+        f.write(open(os.path.join(ROOT, "scripts", "ref_shim_p5.py")).read())
     link = os.path.join(rt, "examples")
     if not os.path.islink(link):
         os.symlink(os.path.join(site_fairseq, "examples"), link)

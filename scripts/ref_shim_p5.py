@@ -1,7 +1,7 @@
 
 
 # --------------------------------------------------------------------------- P5
-# (copied from scripts/make_reference_checkpoints.sh by bench/; appended to a temp copy of the shared shim)
+# (appended to a temp copy of the shared shim by scripts/make_reference_checkpoints.sh and bench/)
 # torch 2.14 + wav2vec2 pos_conv_depth=1: the pos_conv uses torch.nn.utils.weight_norm, whose computed
 # `weight` attribute is a NON-LEAF tensor right after construction; v1 data2vec_audio creates its
 # teacher with EMAModule -> copy.deepcopy(encoder) in set_num_updates (first training step, and in
