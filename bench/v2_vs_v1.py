@@ -31,6 +31,7 @@ from data2vec_plugin.cli.demo_v2 import make_text_dataset  # noqa: E402
 PLUGIN = REPO / "data2vec_plugin"
 BIN = Path(sys.executable).parent
 DIM, HEADS, CLONES, BATCH = 64, 4, 8, 4
+TEXT = {"tokens": 64, "layers": 2, "dim": DIM}  # --text-tokens/--text-layers/--text-dim
 CONV = "[(64, 10, 5)] + [(64, 3, 2)] * 4 + [(64, 2, 2)]"
 
 
@@ -54,7 +55,11 @@ def v1_config(kind: str) -> dict:
     elif kind == "image":
         m.update(depth=3, embed_dim=DIM, num_heads=HEADS, average_top_k_layers=2)
     else:
-        m["transformer"]["encoder"].update(layers=2, embed_dim=DIM, ffn_embed_dim=2 * DIM, attention_heads=HEADS)
+        m["transformer"]["encoder"].update(layers=TEXT["layers"], embed_dim=TEXT["dim"], ffn_embed_dim=2 * TEXT["dim"],
+                                           attention_heads=HEADS)
+        m["transformer"]["max_source_positions"] = TEXT["tokens"]
+        m["max_positions"] = TEXT["tokens"]
+        cfg["task"]["tokens_per_sample"] = TEXT["tokens"]
     cfg["dataset"]["batch_size"] = BATCH * CLONES
     return cfg
 
@@ -71,9 +76,9 @@ def v2_config(kind: str) -> dict:
         m["depth"] = 2  # + 1 prenet block = 3 blocks, as v1
         mod["embed_dim"] = DIM
     else:
-        m["depth"] = 2
-        mod["max_source_positions"] = 64
-        cfg["task"]["tokens_per_sample"] = 64
+        m.update(depth=TEXT["layers"], embed_dim=TEXT["dim"])
+        mod["max_source_positions"] = TEXT["tokens"]
+        cfg["task"]["tokens_per_sample"] = TEXT["tokens"]
     cfg["dataset"]["batch_size"] = BATCH
     return cfg
 
@@ -115,8 +120,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=90.0, help="wall-clock seconds of training per run")
     p.add_argument("--modalities", nargs="+", default=["audio", "image", "text"], choices=["audio", "image", "text"])
+    p.add_argument("--text-tokens", type=int, default=TEXT["tokens"], help="text block length (tokens)")
+    p.add_argument("--text-layers", type=int, default=TEXT["layers"], help="text encoder depth (both versions)")
+    p.add_argument("--text-dim", type=int, default=TEXT["dim"], help="text embedding dim (both versions)")
     p.add_argument("--results", default=str(REPO / "bench" / "RESULTS_v2.md"), help="markdown file to append to")
     a = p.parse_args(argv)
+    TEXT.update(tokens=a.text_tokens, layers=a.text_layers, dim=a.text_dim)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -130,7 +139,7 @@ def main(argv=None) -> int:
     head = (f"\n## {datetime.date.today()} — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
             f"OMP_NUM_THREADS=1, budget {a.budget:.0f}s per run\n\n"
             f"Encoder: width {DIM}, {HEADS} heads, MLP x2 (audio: 4 blocks + conv {CONV}; image: 3 blocks, "
-            f"32px/patch 8; text: 2 blocks, 64 tokens). Student views per update: v1 batch {BATCH * CLONES}, "
+            f"32px/patch 8; text: {TEXT['layers']} blocks of width {TEXT['dim']}, {TEXT['tokens']} tokens). Student views per update: v1 batch {BATCH * CLONES}, "
             f"v2 batch {BATCH} x clone_batch {CLONES}.\n\n"
             "| modality | v1 samples/s | v2 samples/s (views) | ratio | v1 updates | v2 updates | "
             "v1 valid loss | v2 valid loss |\n|---|---|---|---|---|---|---|---|\n")
