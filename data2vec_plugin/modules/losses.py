@@ -26,19 +26,23 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 0.0,
 def feature_std(y: torch.Tensor, weight: Optional[torch.Tensor] = None, all_reduce: bool = True) -> torch.Tensor:
     """Mean over channels of the per-channel std of ``y`` (..., D) over the positions where ``weight`` (...) is 1.
 
-    fp32, no host sync. Across ranks when ``torch.distributed`` is initialised (gloo on CPU, nccl on GPU): count,
-    sum and sum of squares are packed into one tensor and all-reduced once.
+    fp32, no host sync, two passes (mean, then squared deviations: exact also when the variance is tiny). Across
+    ranks when ``torch.distributed`` is initialised (gloo on CPU, nccl on GPU): one all-reduce per pass.
     """
     d = y.size(-1)
     y = y.detach().float().reshape(-1, d)
     w = (torch.ones(y.size(0), device=y.device) if weight is None
          else weight.detach().reshape(-1).to(device=y.device, dtype=torch.float32))
-    packed = torch.cat([w.sum().view(1), (y * w[:, None]).sum(0), (y * y * w[:, None]).sum(0)])
-    if all_reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(packed)
-    n, s, ss = packed[0], packed[1:1 + d], packed[1 + d:]
-    var = (ss - s * s / n.clamp_min(1.0)) / (n - 1).clamp_min(1.0)
-    return torch.sqrt(var.clamp_min(0) + 1e-6).mean()
+    reduce = all_reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    first = torch.cat([w.sum().view(1), (y * w[:, None]).sum(0)])
+    if reduce:
+        dist.all_reduce(first)
+    n, mean = first[0], first[1:] / first[0].clamp_min(1.0)
+    sq = (((y - mean) ** 2) * w[:, None]).sum(0)
+    if reduce:
+        dist.all_reduce(sq)
+    var = sq / (n - 1).clamp_min(1.0)
+    return torch.sqrt(var + 1e-6).mean()
 
 
 def masked_regression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, beta: float = 0.0,

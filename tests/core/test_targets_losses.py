@@ -74,3 +74,9 @@ def test_feature_std_matches_torch():
     w = torch.zeros(50)
     w[:20] = 1
     torch.testing.assert_close(feature_std(y, w), torch.sqrt(y[:20].var(0) + 1e-6).mean(), rtol=1e-5, atol=1e-5)
+
+
+def test_feature_std_exact_for_tiny_variance_on_large_offset():
+    y = 100.0 + 1e-4 * torch.randn(4000, 8, dtype=torch.float64)
+    expect = torch.sqrt(y.var(0) + 1e-6).mean().float()
+    torch.testing.assert_close(feature_std(y.float()), expect, rtol=1e-4, atol=1e-7)
