@@ -18,8 +18,13 @@ logger = logging.getLogger(__name__)
 
 
 def warn_unused_fields(cfg, names, model_name: str) -> None:
-    default = type(cfg)() if isinstance(cfg, Data2VecAudioConfig) else None
-    changed = [n for n in names if default is not None and getattr(cfg, n, None) != getattr(default, n, None)]
+    """Warn about wav2vec 2.0-only fields set away from their defaults (accepted, but without effect here).
+    ``cfg`` is usually an OmegaConf node, so values are compared as plain Python (lists as tuples)."""
+    default = Data2VecAudioConfig()
+
+    def plain(v):
+        return tuple(v) if not isinstance(v, str) and hasattr(v, "__iter__") else v
+    changed = [n for n in names if plain(getattr(cfg, n, None)) != plain(getattr(default, n, None))]
     if changed:
         logger.warning(f"{model_name}: fields {changed} only affect wav2vec 2.0 and are ignored by data2vec")
 

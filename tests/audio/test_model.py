@@ -126,3 +126,13 @@ def test_layer_argument_stops_early():
     assert len(full["layer_results"]) == 2 and len(first["layer_results"]) == 1
 
 
+
+
+def test_wav2vec2_only_fields_warn_only_when_changed(caplog):
+    import logging
+    with caplog.at_level(logging.WARNING):
+        tiny_model()
+    assert "only affect wav2vec 2.0" not in caplog.text  # defaults (incl. the latent_temp list) are silent
+    with caplog.at_level(logging.WARNING):
+        tiny_model(quantize_targets=True)
+    assert "['quantize_targets'] only affect wav2vec 2.0" in caplog.text
