@@ -63,10 +63,14 @@ class Data2VecRegressionCriterion(FairseqCriterion):
             return
         min_t, min_p = self._thresholds(model)
         t, p, r = float(target_var), float(pred_var), float(ratio)
-        problems = [f"target std {t:.4g} < {min_t}" for _ in [0] if t < min_t]
-        problems += [f"prediction std {p:.4g} < {min_p}" for _ in [0] if p < min_p]
-        problems += [f"within/across-sample variance ratio {r:.4g} < {self.cfg.min_var_ratio} (predictions "
-                     "barely vary inside a sample)" for _ in [0] if r < self.cfg.min_var_ratio]
+        problems = []
+        if t < min_t:
+            problems.append(f"target std {t:.4g} < {min_t}")
+        if p < min_p:
+            problems.append(f"prediction std {p:.4g} < {min_p}")
+        if r < self.cfg.min_var_ratio:
+            problems.append(f"within/across-sample variance ratio {r:.4g} < {self.cfg.min_var_ratio} "
+                            "(predictions barely vary inside a sample)")
         if not problems:
             return
         msg = (f"representation collapse suspected at update {num_updates}: {'; '.join(problems)}. Try a higher "
