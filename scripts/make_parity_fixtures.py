@@ -756,7 +756,7 @@ def v2_common(clone_batch=2):
     )
 
 
-def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, notes_extra):
+def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, notes_extra, prepare=None):
     from examples.data2vec.models import data2vec2 as ref
     from examples.data2vec.models.data2vec2 import Data2VecMultiConfig, Data2VecMultiModel
 
@@ -765,6 +765,8 @@ def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, no
     np.random.seed(SEED)
     model = Data2VecMultiModel.build_model(cfg, task)  # v2 builds its teacher in __init__
     assert model.ema is not None
+    if prepare is not None:  # e.g. larger decoder attention weights (student-only modules)
+        prepare(model)
     gen = torch.Generator().manual_seed(SEED + 1)
     perturb_teacher(model.ema, gen)
     model.eval()
@@ -1019,7 +1021,7 @@ def make_v2_text(out_dir):
     return fix
 
 
-def make_v2_image(out_dir):
+def make_v2_image(out_dir, name="v2_image", image_extra=None, dec_extra=None, notes_extra="", prepare=None):
     dec = dict(
         decoder_dim=16,
         decoder_groups=4,
@@ -1027,6 +1029,7 @@ def make_v2_image(out_dir):
         decoder_layers=2,
         input_dropout=0.0,
     )
+    dec.update(dec_extra or {})
     overrides = v2_common()
     overrides.update(
         supported_modality="IMAGE",
@@ -1058,6 +1061,7 @@ def make_v2_image(out_dir):
             )
         ),
     )
+    overrides["modalities"]["image"].update(image_extra or {})
 
     def make_inputs(model):
         g = torch.Generator().manual_seed(SEED + 2)
@@ -1066,7 +1070,7 @@ def make_v2_image(out_dir):
         return ({"source": img}, {"source": img}, m)
 
     return v2_run(
-        "v2_image",
+        name,
         "IMAGE",
         overrides,
         make_inputs,
@@ -1075,8 +1079,152 @@ def make_v2_image(out_dir):
         "inputs['source']",
         "Image: 2 x 3 x 32 x 32, patch 8 -> 16 patches; 12 masked patches per row (random per row, fixed). "
         "1 extra (cls) token, cls_loss=0.01 (losses also contain 'cls'), prenet_depth 1, ema_local_encoder=True "
-        "(teacher has its own patch embed + prenet and sees the raw image), layer_norm_targets=True, fixed sin-cos positions.",
+        "(teacher has its own patch embed + prenet and sees the raw image), layer_norm_targets=True, fixed sin-cos positions."
+        + notes_extra,
+        prepare=prepare,
     )
+
+
+def sharpen_decoder_attention(model, std=0.5):
+    """Re-draw the image decoder's attention input projections with a larger std so attention is far from
+    uniform (BERT init's 0.02 makes it nearly uniform, hiding key/position misalignments in the fixture)."""
+    g = torch.Generator().manual_seed(SEED + 3)
+    with torch.no_grad():
+        for n, p in model.modality_encoders["IMAGE"].decoder.named_parameters():
+            if n.endswith(("attn.qkv.weight", "attn.q_proj.weight", "attn.kv_proj.weight")):
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def make_v2_image_tdec(out_dir):
+    return make_v2_image(
+        out_dir,
+        "v2_image_tdec",
+        dict(transformer_decoder=True, enc_dec_transformer=False),
+        dict(decoder_dim=16, decoder_layers=2, add_positions_masked=True),
+        " Decoder: reference TransformerDecoder (transformer_decoder=true, enc_dec_transformer=false): input_proj "
+        "32->16, 2 self-attention AltBlocks (dim 16, 8 heads, post-LN, mlp_ratio 2), proj 16->32, over the full "
+        "sequence (mask tokens + add_positions_masked); predictions selected at the masked positions. "
+        "Decoder attn.qkv weights re-drawn N(0, 0.5^2) after init (sharper attention).",
+        prepare=sharpen_decoder_attention,
+    )
+
+
+def make_v2_image_encdec(out_dir):
+    return make_v2_image(
+        out_dir,
+        "v2_image_encdec",
+        dict(transformer_decoder=True, enc_dec_transformer=True),
+        dict(decoder_dim=16, decoder_layers=2, add_positions_all=True),
+        " Decoder: reference EncDecTransformerDecoder (transformer_decoder=true, enc_dec_transformer=true): queries "
+        "= fixed positions of the masked patches (pos[mask]), keys/values = encoder output without the cls token + "
+        "positions of the kept patches (add_positions_all=true); input_proj 32->16, 2 cross-attention blocks "
+        "(8 heads, qkv bias, post-LN, no attention residual in block 0), proj 16->32; output = masked rows only. "
+        "Decoder attn.q_proj/kv_proj weights re-drawn N(0, 0.5^2) after init (sharper attention).",
+        prepare=sharpen_decoder_attention,
+    )
+
+
+class reference_learned_alibi_fix:
+    """Scoped fix of the released reference so that `learned_alibi: true` builds and runs at all.
+
+    As released, ModalitySpecificEncoder.__init__ calls the fixed-table function with `scale=1.0`, which
+    `get_alibi_bias` does not accept (TypeError at build), and contextualized_features calls the learned
+    replacement `_learned_alibi_bias` without its required `scale` (TypeError at forward). Inside this
+    context: the audio module's `get_alibi_bias` accepts `scale` (multiplies by it; 1.0 at init) and
+    `_learned_alibi_bias` defaults `scale` to 1.0 (the ALiBi scale parameter is applied afterwards, as for the
+    fixed table). Nothing else of the reference changes; everything is restored on exit.
+    """
+
+    def __enter__(self):
+        from examples.data2vec.models.modalities import audio, base
+
+        self.saved = (audio.get_alibi_bias, base._learned_alibi_bias)
+        fixed, learned = self.saved
+
+        def get_alibi_bias(*args, scale=1.0, **kwargs):
+            bias = fixed(*args, **kwargs)
+            return bias if scale == 1.0 else bias * scale
+
+        def learned_alibi_bias(alibi_bias, batch_size, time_steps, heads, dtype, device, scale=1.0):
+            return learned(alibi_bias, batch_size, time_steps, heads, scale, dtype, device)
+
+        audio.get_alibi_bias, base._learned_alibi_bias = get_alibi_bias, learned_alibi_bias
+        return self
+
+    def __exit__(self, *exc):
+        from examples.data2vec.models.modalities import audio, base
+
+        audio.get_alibi_bias, base._learned_alibi_bias = self.saved
+        return False
+
+
+def make_v2_audio_learned_alibi(out_dir):
+    """v2 audio with `learned_alibi: true`, alibi_max_pos=100 < 199 frames (replicate-padding path)."""
+    dec = dict(decoder_dim=16, decoder_groups=4, decoder_kernel=3, decoder_layers=2, input_dropout=0.0)
+    overrides = v2_common()
+    overrides.update(
+        supported_modality="AUDIO",
+        loss_beta=0.0,
+        loss_scale=None,
+        ema_encoder_only=False,
+        norm_eps=1e-5,
+        modalities=dict(
+            audio=dict(
+                feature_encoder_spec="[(32, 10, 5)] + [(32, 3, 2)] * 2",
+                extractor_mode="layer_norm",
+                conv_pos_depth=2,
+                conv_pos_width=12,
+                conv_pos_groups=4,
+                prenet_depth=1,
+                mask_prob=0.5,
+                mask_length=5,
+                mask_noise_std=0.0,
+                ema_local_encoder=False,
+                use_alibi_encoder=True,
+                learned_alibi=True,
+                alibi_max_pos=100,
+                learned_alibi_scale=True,
+                learned_alibi_scale_per_layer=True,
+                decoder=dec,
+            )
+        ),
+    )
+
+    def make_inputs(model):
+        # v2_run has no hook for the student's parameters: perturb the learned table here (called after the
+        # build and the teacher perturbation, before any forward and before the state dict is saved)
+        with torch.no_grad():
+            table = model.modality_encoders["AUDIO"].alibi_bias
+            gp = torch.Generator().manual_seed(SEED + 5)
+            table.add_(0.05 * torch.randn(table.shape, generator=gp))
+        g = torch.Generator().manual_seed(SEED + 2)
+        source = torch.randn(2, AUDIO_T_SAMPLES, generator=g)
+        source[1, AUDIO_PAD_AFTER:] = 0.0
+        padding_mask = torch.zeros(2, AUDIO_T_SAMPLES, dtype=torch.bool)
+        padding_mask[1, AUDIO_PAD_AFTER:] = True
+        m = torch.zeros(4, 199, dtype=torch.bool)
+        g2 = torch.Generator().manual_seed(SEED + 7)
+        for r in range(4):
+            m[r, torch.randperm(149, generator=g2)[:60]] = True
+        inputs = {"source": source, "padding_mask": padding_mask}
+        return inputs, dict(inputs), m
+
+    with reference_learned_alibi_fix():
+        return v2_run(
+            "v2_audio_learned_alibi",
+            "AUDIO",
+            overrides,
+            make_inputs,
+            None,
+            out_dir,
+            "inputs['source'], padding_mask=inputs['padding_mask']",
+            "Audio as v2_audio (2 x 4000 samples, 199 frames, row 1 has 149 valid; 60 masked frames per row) with "
+            "learned_alibi=True, alibi_max_pos=100 (< 199: the (1, 4, 100, 100) table is replicate-padded by 50 on "
+            "every side and cropped to 199), prenet_depth 1, per-layer learned ALiBi scales, ema_encoder_only=False. "
+            "The student's alibi_bias got += 0.05*randn (seed SEED+5) after the build so it differs from the fixed "
+            "table (the teacher's copy got the usual 0.01*randn). The reference needs reference_learned_alibi_fix "
+            "(two call-signature bugs: `scale` passed to get_alibi_bias, missing in the forward call).",
+        )
 
 
 # ----------------------------------------------------------------------------- main
@@ -1114,6 +1262,9 @@ ALL = {
     "v2_audio": make_v2_audio,
     "v2_text": make_v2_text,
     "v2_image": make_v2_image,
+    "v2_image_tdec": make_v2_image_tdec,
+    "v2_image_encdec": make_v2_image_encdec,
+    "v2_audio_learned_alibi": make_v2_audio_learned_alibi,
 }
 
 

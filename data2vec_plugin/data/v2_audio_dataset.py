@@ -1,8 +1,9 @@
 """Raw-audio dataset for data2vec 2.0: the base dataset's crops and validation, plus per-clone masks.
 
 ``net_input`` = {source, [padding_mask], precomputed_mask (B * clone_batch, frames), num_masked}. Masks are drawn
-on the batch's frame count; with padding, padded frames are never masked and every row masks
-int(mask_prob * shortest valid length) frames.
+on the batch's frame count; with padding, every row masks int(mask_prob * shortest valid length) frames and padded
+frames are never masked (with ``inverse_mask``: always masked, and with ``add_masks`` the count follows the longest
+row); masked padding is left out of the loss (``num_valid_masked``).
 """
 from typing import List
 

@@ -47,22 +47,27 @@ class D2vModalityConfig:
     mask_prob_min: Optional[float] = f(None, "if set (< mask_prob): mask ratio drawn per batch from "
                                              "U(mask_prob_min, mask_prob) for in-model masks")
     mask_prob: float = f(0.7, "fraction of positions masked (R)")
-    inverse_mask: bool = f(False, "choose the blocks to KEEP (ratio 1 - mask_prob) and mask the rest (images)")
+    inverse_mask: bool = f(False, "choose the blocks to KEEP (ratio 1 - mask_prob) and mask the rest (images); "
+                                  "padding is then always masked and left out of the loss")
     mask_prob_adjust: float = f(0.0, "extra block-centre density (A): blocks overlap, so R + A centres give ~R")
     keep_masked_pct: float = f(0.0, "fraction of masked positions still fed to the encoder (0-1)")
     mask_length: int = f(5, "block length (1-D span or 2-D block side); 1 = independent random positions")
-    add_masks: bool = f(False, "reference option without effect in data2vec 2.0; must stay false")
-    remove_masks: bool = f(False, "reference option without effect in data2vec 2.0; must stay false")
+    add_masks: bool = f(False, "span masks (1-D): equalise the per-row count up to the longest row of the batch "
+                               "instead of down to the shortest (short rows spill onto padding, left out of the loss)")
+    remove_masks: bool = f(False, "accepted for reference configs; has no effect (the reference never reads it)")
     mask_dropout: float = f(0.0, "extra block centres proportional to this, then trimmed to the exact count")
     encoder_zero_mask: bool = f(True, "zero masked positions before the positional conv (else noise)")
-    mask_channel_prob: float = f(0.0, "channel masking; not supported by data2vec 2.0 here: must be 0")
-    mask_channel_length: int = f(64, "channel mask length; only meaningful with mask_channel_prob > 0")
+    mask_channel_prob: float = f(0.0, "student channel masking: zero spans of feature channels at this ratio in "
+                                      "the fully masked sequence (audio: the positional conv input), per clone")
+    mask_channel_length: int = f(64, "channel mask span length; only meaningful with mask_channel_prob > 0")
     ema_local_encoder: bool = f(False, "teacher gets its own EMA'd local encoder and sees the raw input")
     local_grad_mult: float = f(1.0, "gradient multiplier of the local encoder (0 = frozen)")
     use_alibi_encoder: bool = f(False, "ALiBi attention bias (relative positions) for this modality")
     alibi_scale: float = f(1.0, "initial ALiBi scale")
-    learned_alibi: bool = f(False, "learned ALiBi table; not supported: must be false")
-    alibi_max_pos: Optional[int] = f(None, "table size for learned_alibi; unused without it")
+    learned_alibi: bool = f(False, "learn the ALiBi bias: a (1, heads, alibi_max_pos, alibi_max_pos) table "
+                                   "initialised from the fixed ALiBi (needs use_alibi_encoder and alibi_max_pos)")
+    alibi_max_pos: Optional[int] = f(None, "positions of the learned_alibi table (required with it; square with "
+                                           "2-D image ALiBi); longer inputs replicate-pad the table")
     learned_alibi_scale: bool = f(False, "train the ALiBi scale")
     learned_alibi_scale_per_head: bool = f(False, "one ALiBi scale per head")
     learned_alibi_scale_per_layer: bool = f(False, "one ALiBi scale per block (prenet + main)")
@@ -94,8 +99,12 @@ class D2vImageConfig(D2vModalityConfig):
     alibi_dims: int = f(2, "ALiBi distance on the patch grid (2) or the flattened sequence (1)")
     alibi_distance: ChoiceEnum(["manhattan", "euclidean"]) = f("manhattan", "2-D ALiBi distance")
     fixed_positions: bool = f(True, "add fixed 2-D sin-cos positions")
-    transformer_decoder: bool = f(False, "transformer decoder; not supported here: must be false")
-    enc_dec_transformer: bool = f(False, "encoder-decoder transformer decoder; not supported: must be false")
+    transformer_decoder: bool = f(False, "transformer decoder instead of the conv one: Linear(D, decoder_dim) -> "
+                                         "decoder_layers self-attention blocks (8 heads) over the full sequence "
+                                         "-> Linear(decoder_dim, D)")
+    enc_dec_transformer: bool = f(False, "with transformer_decoder: cross-attention decoder whose queries are the "
+                                         "fixed positions of the masked patches and keys/values the encoder output "
+                                         "of the kept ones (+ positions if decoder.add_positions_all)")
 
 
 @dataclass

@@ -17,27 +17,22 @@ from fairseq.models import BaseFairseqModel, register_model
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from torch import nn
 
-from ..masking.seeding import sample_rng
-from ..masking.v2_masks import clone_masks
 from ..modules.losses import feature_std
 from ..modules.targets import build_targets
 from ..modules.teacher_holder import TeacherHolderMixin
 from ..modules.v2_blocks import AlibiCache, run_blocks
 from ..modules.v2_encoders import patchify
-from ..modules.v2_modality import gather_rows, make_mask_info
+from ..modules.v2_modality import gather_rows
 from ._v2_config import MODALITIES, Data2VecMultiConfig
 from ._v2_encoders import block_factory, build_encoder, make_decoder, reset_encoder
+from ._v2_masking import V2MaskingMixin, mask_kind  # noqa: F401  (mask_kind: public helper)
 from ._v2_parts import TeacherView, d2v_loss, param_norm, tag_parameters, target_norms, xavier_init
 
 logger = logging.getLogger(__name__)
 
 
-def mask_kind(mode: str, length: int) -> str:
-    return "random" if length <= 1 else ("2d" if mode == "IMAGE" else "1d")
-
-
 @register_model("data2vec_multi", dataclass=Data2VecMultiConfig)
-class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
+class Data2VecMultiModel(V2MaskingMixin, TeacherHolderMixin, BaseFairseqModel):
     def __init__(self, cfg: Data2VecMultiConfig, modalities, task=None, skip_ema: bool = False):
         super().__init__()
         self.cfg = cfg
@@ -94,45 +89,6 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
             state_dict[key] = state_dict[key].unsqueeze(0)  # older checkpoints: (1, H, 1, 1)
         return super().upgrade_state_dict_named(state_dict, name)
 
-    # ------------------------------------------------------------------------------------------------ masking
-    def data_mask_spec(self):
-        """Masking request for the task's data pipeline (masks are precomputed in dataloader workers)."""
-        from ..data.v2_masking import V2MaskSpec
-        mode = self._mode(None)
-        m = getattr(self.cfg.modalities, mode.lower())
-        return V2MaskSpec(mode, mask_kind(mode, m.mask_length), m.mask_prob, m.mask_length, m.mask_prob_adjust,
-                          m.inverse_mask, m.mask_dropout, self.cfg.clone_batch,
-                          getattr(self.modality_encoders[mode], "conv_spec", None), getattr(m, "patch_size", None))
-
-    def compute_mask(self, mode: str, enc, x, padding_mask, ids, clones: int) -> torch.Tensor:
-        """In-model mask (used when the batch has no ``precomputed_mask``), seeded by (seed, update, id)."""
-        m = getattr(self.cfg.modalities, mode.lower())
-        b, t = x.shape[:2]
-        if ids is None:  # no sample ids: follow torch's seeded global generator
-            ids = torch.randint(0, 2 ** 31 - 1, (b,)).tolist()
-        else:
-            ids = ids.tolist()
-        prob = m.mask_prob
-        if m.mask_prob_min is not None and 0 <= m.mask_prob_min < prob:
-            prob = float(sample_rng(self.cfg.seed, self.num_updates, ids[0], 1 << 20).uniform(m.mask_prob_min, prob))
-        pm = enc.convert_padding_mask(x, padding_mask)
-        valid = None if pm is None else (~pm).sum(-1).tolist()
-        mask = clone_masks(mask_kind(mode, m.mask_length), ids, clones, t, prob, m.mask_length, self.cfg.seed,
-                           self.num_updates, m.mask_prob_adjust, m.inverse_mask, m.mask_dropout, valid)
-        return torch.from_numpy(mask).to(x.device)
-
-    def mask_info(self, mode, enc, x, padding_mask, mask, ids, clones, precomputed_mask, num_masked):
-        if not mask:
-            return None
-        if precomputed_mask is None:
-            precomputed_mask, num_masked = self.compute_mask(mode, enc, x, padding_mask, ids, clones), None
-        expected = (x.size(0) * clones, x.size(1))
-        if tuple(precomputed_mask.shape) != expected:
-            raise ValueError(f"precomputed_mask has shape {tuple(precomputed_mask.shape)}, expected {expected} "
-                             "(batch * clone_batch, positions); was the data pipeline built for another model?")
-        keep_pct = getattr(self.cfg.modalities, mode.lower()).keep_masked_pct
-        return make_mask_info(precomputed_mask.to(x.device), num_masked, keep_pct)
-
     # -------------------------------------------------------------------------------------------- named steps
     def _mode(self, mode) -> str:
         mode = getattr(mode, "name", mode) or self.cfg.supported_modality or \
@@ -149,11 +105,7 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
 
     def decode(self, enc, x, info):
         """Decoder predictions at the masked positions, one (N, D) tensor per decoder."""
-        preds = []
-        for dec in (self.shared_decoder, enc.decoder):
-            if dec is not None:
-                full = dec(enc.decoder_input(x, info))
-                preds.append(gather_rows(full, info.ids_masked).reshape(-1, full.size(-1)))
+        preds = [enc.decode_masked(dec, x, info) for dec in (self.shared_decoder, enc.decoder) if dec is not None]
         if not preds:
             raise ValueError("data2vec_multi pretraining needs a decoder (modality decoder or shared_decoder)")
         return preds
@@ -180,12 +132,13 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
         return build_targets([o[:, e:] for o in outs], self.cfg.average_top_k_layers, self.target_layer_norm,
                              self.target_final_norm)
 
-    def losses(self, enc, mode, source, x, preds, y, info):
-        """Unreduced losses (reference names) and logs."""
+    def losses(self, enc, mode, source, x, preds, y, info, valid=None, num_valid=None):
+        """Unreduced losses (reference names) and logs; ``valid`` (N,) weighs out masked padding positions."""
         c, m = self.cfg, max(self.cfg.clone_batch, 1)
         y_rep = y.repeat_interleave(m, 0) if m > 1 else y
         y_masked = gather_rows(y_rep, info.ids_masked).reshape(-1, y.size(-1))
-        sample_size = info.ids_masked.numel()
+        sample_size = info.ids_masked.numel() if valid is None else (
+            int(num_valid) if num_valid is not None else int(valid.sum()))
         out = {"losses": {}, "sample_size": sample_size}
         if c.cls_loss > 0:
             e = enc.opts.num_extra_tokens
@@ -200,8 +153,9 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
         if c.d2v_loss > 0:
             for i, p in enumerate(preds):
                 name = f"{mode}_regression_{i}" if len(preds) > 1 else f"{mode}_regression"
-                out["losses"][name] = d2v_loss(p, y_masked, c.loss_beta, c.loss_scale) * c.d2v_loss
-        self.add_logs(out, mode, preds, y_masked, info)
+                loss = d2v_loss(p, y_masked, c.loss_beta, c.loss_scale) * c.d2v_loss
+                out["losses"][name] = loss if valid is None else loss * valid[:, None]
+        self.add_logs(out, mode, preds, y_masked, info, valid)
         return out
 
     def recon_loss(self, mode, source, pred, info, m):
@@ -217,12 +171,12 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
         return d2v_loss(recon, t, self.cfg.loss_beta, self.cfg.loss_scale) * self.cfg.recon_loss
 
     @torch.no_grad()
-    def add_logs(self, out, mode, preds, y_masked, info):
+    def add_logs(self, out, mode, preds, y_masked, info, valid=None):
         suffix = "" if len(self.modalities) == 1 else f"_{mode}"
         out["masked_pct"] = 1.0 - info.ids_keep.size(1) / info.ids_restore.size(1)
         for i, p in enumerate(preds):
-            out[f"pred_var{suffix}_{i}" if len(preds) > 1 else f"pred_var{suffix}"] = feature_std(p)
-        out[f"target_var{suffix}"] = feature_std(y_masked)
+            out[f"pred_var{suffix}_{i}" if len(preds) > 1 else f"pred_var{suffix}"] = feature_std(p, valid)
+        out[f"target_var{suffix}"] = feature_std(y_masked, valid)
         if self.cfg.log_norms and self.training:
             out["model_norm"] = param_norm(list(self._ema_student.parameters()))
             out["ema_norm"] = param_norm(list(self.teacher.module.parameters()))
@@ -230,14 +184,15 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
 
     def forward(self, source, target=None, id=None, mode=None, padding_mask=None, mask=True, features_only=False,
                 force_remove_masked=False, remove_extra_tokens=True, precomputed_mask=None,
-                num_masked: Optional[int] = None):
+                num_masked: Optional[int] = None, num_valid_masked: Optional[int] = None, channel_mask=None):
         mode = self._mode(mode)
         enc = self.modality_encoders[mode]
         clones = 1 if features_only else max(self.cfg.clone_batch, 1)
         local = enc.local_features(source)
         info = self.mask_info(mode, enc, local, padding_mask, mask, id, clones, precomputed_mask, num_masked)
+        channels = None if info is None else self.channel_mask(mode, local, id, clones, channel_mask)
         student = enc.contextualized_features(local, padding_mask, info, not features_only or force_remove_masked,
-                                              clones)
+                                              clones, channels)
         x, layer_results = self.run_student(student, collect=features_only)
         if features_only:
             return self.features(enc, x, student, layer_results, remove_extra_tokens)
@@ -245,7 +200,8 @@ class Data2VecMultiModel(TeacherHolderMixin, BaseFairseqModel):
             raise ValueError("data2vec_multi pretraining forward needs mask=True and a teacher (skip_ema=False)")
         preds = self.decode(enc, x, info)
         y = self.teacher_targets(enc, mode, source, target, padding_mask, student)
-        return self.losses(enc, mode, source, x, preds, y, info)
+        valid = self.masked_valid(mode, enc, local, padding_mask, info, clones)
+        return self.losses(enc, mode, source, x, preds, y, info, valid, num_valid_masked)
 
     @staticmethod
     def features(enc, x, student, layer_results, remove_extra_tokens: bool):

@@ -5,8 +5,10 @@ returns (B, T, D). With ``clone_batch = M`` the student sees B*M rows (sample-ma
 sample0-clone1, ...). A mask is (B*M, T) bool (True = masked) with the same number of masked positions per row;
 the student encoder then only sees the K = T - M_masked kept positions (+ extra tokens).
 Sub-module names match the reference (``local_encoder``, ``project_features``, ``fixed_positional_encoder``,
-``relative_positional_encoder``, ``context_encoder``, ``decoder``, ``extra_tokens``, ``alibi_scale``).
+``relative_positional_encoder``, ``context_encoder``, ``decoder``, ``extra_tokens``, ``alibi_scale``,
+``alibi_bias``).
 """
+import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple
 
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from fairseq.modules import GradMultiply
 from torch import nn
 
-from .v2_blocks import AlibiCache, gather_alibi
+from .v2_blocks import AlibiCache, alibi_table, gather_alibi
 
 
 @dataclass
@@ -36,6 +38,8 @@ class EncoderOptions:
     learned_alibi_scale: bool = False
     alibi_scale_per_head: bool = False
     alibi_scale_per_layer: bool = False
+    learned_alibi: bool = False
+    alibi_max_pos: Optional[int] = None
     model_depth: int = 1
     decoder_input_dropout: float = 0.0
     add_positions_masked: bool = False
@@ -73,6 +77,22 @@ def make_mask_info(mask: torch.Tensor, num_masked: Optional[int] = None, keep_ma
     return MaskInfo(mask, ids_restore, ids_shuffle[:, :keep], ids_shuffle[:, t - m:])
 
 
+def learned_alibi_bias(table: torch.Tensor, positions: int) -> torch.Tensor:
+    """Learned ALiBi table (1, H, P, P) -> (H, T, T) float32 bias for ``positions`` = T.
+
+    As in the reference ``_learned_alibi_bias``: when T > P the table is replicate-padded by ceil((T - P) / 2) on
+    every side of both position axes (so it is shifted, not extended at the end), then cropped to [:T, :T].
+    Deviation: the reference asserts that the table is float32; here a half-precision table (``model.half()``)
+    is cast to float32 instead, which keeps the gradient path into the parameter.
+    """
+    table = table.float()
+    p = table.size(-1)
+    if p < positions:
+        pad = math.ceil((positions - p) / 2)
+        table = F.pad(table, (pad, pad, pad, pad), mode="replicate")
+    return table[0, :, :positions, :positions]
+
+
 def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x (B, T, ...) gathered at idx (B, K) along dim 1."""
     view = idx.view(idx.shape + (1,) * (x.dim() - 2)).expand(idx.shape + x.shape[2:])
@@ -106,6 +126,16 @@ class ModalityEncoder(nn.Module):
                      opts.alibi_heads if opts.alibi_scale_per_head else 1, 1, 1)
             self.alibi_scale = nn.Parameter(torch.full(shape, float(opts.alibi_scale)),
                                             requires_grad=opts.learned_alibi_scale)
+        self.alibi_bias = None
+        if opts.use_alibi and opts.learned_alibi:
+            self.alibi_bias = nn.Parameter(self._initial_alibi_table())
+
+    def _initial_alibi_table(self) -> torch.Tensor:
+        """(1, H, P, P) fixed ALiBi table for ``alibi_max_pos`` = P positions: the init of ``learned_alibi``."""
+        o = self.opts
+        if o.alibi_max_pos is None or o.alibi_max_pos < 1:
+            raise ValueError(f"learned_alibi needs alibi_max_pos >= 1 (learned table size), got {o.alibi_max_pos}")
+        return alibi_table(o.alibi_max_pos, o.alibi_heads, o.alibi_dims, o.alibi_distance).unsqueeze(0)
 
     def reset_parameters(self) -> None:
         if self.decoder is not None:
@@ -127,18 +157,27 @@ class ModalityEncoder(nn.Module):
     def convert_padding_mask(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]):
         return padding_mask
 
-    def apply_mask(self, x: torch.Tensor, info: MaskInfo) -> torch.Tensor:
-        """Masked positions of the full sequence -> zero (``encoder_zero_mask``) or N(0, mask_noise_std)."""
+    def apply_mask(self, x: torch.Tensor, info: MaskInfo, channel_mask: Optional[torch.Tensor] = None
+                   ) -> torch.Tensor:
+        """Masked positions of the full sequence -> zero (``encoder_zero_mask``) or N(0, mask_noise_std); then
+        channels in ``channel_mask`` (B', D) -> zero (``mask_channel_prob``)."""
         m = info.mask.unsqueeze(-1)
         if self.opts.encoder_zero_mask:
-            return x * (~m).to(x.dtype)
-        return torch.where(m, torch.randn_like(x) * self.opts.mask_noise_std, x)
+            x = x * (~m).to(x.dtype)
+        else:
+            x = torch.where(m, torch.randn_like(x) * self.opts.mask_noise_std, x)
+        if channel_mask is not None:
+            x = x.masked_fill(channel_mask.unsqueeze(1), 0.0)
+        return x
 
     def _alibi(self, t: int, batch: int, keep: Optional[torch.Tensor], device) -> Optional[torch.Tensor]:
         if self.alibi_scale is None:
             return None
         o = self.opts
-        table = self.alibi_cache.get(t, o.alibi_heads, device, o.alibi_dims, o.alibi_distance)
+        if self.alibi_bias is not None:
+            table = learned_alibi_bias(self.alibi_bias, t)
+        else:
+            table = self.alibi_cache.get(t, o.alibi_heads, device, o.alibi_dims, o.alibi_distance)
         return gather_alibi(table, keep, batch)
 
     def _scales(self) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
@@ -152,8 +191,12 @@ class ModalityEncoder(nn.Module):
 
     def contextualized_features(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor],
                                 mask_info: Optional[MaskInfo] = None, remove_masked: bool = True,
-                                clone_batch: int = 1) -> EncoderOutput:
-        """Local features (B, T, D) -> prenet output of the kept (or all) positions, plus extra tokens first."""
+                                clone_batch: int = 1, channel_mask: Optional[torch.Tensor] = None) -> EncoderOutput:
+        """Local features (B, T, D) -> prenet output of the kept (or all) positions, plus extra tokens first.
+
+        As in the reference, the full sequence is masked (and ``channel_mask`` applied) only when it is needed
+        in full: as input of a relative positional encoder (audio) or when masked positions are not removed; the
+        kept tokens themselves are taken from the unmasked features."""
         padding_mask = self.convert_padding_mask(x, padding_mask)
         local = x
         t = x.size(1)
@@ -163,10 +206,12 @@ class ModalityEncoder(nn.Module):
             x = x.repeat_interleave(clone_batch, 0)
             padding_mask = None if padding_mask is None else padding_mask.repeat_interleave(clone_batch, 0)
         remove = mask_info is not None and remove_masked
+        masked = x
         if mask_info is not None and (self.relative_positional_encoder is not None or not remove_masked):
-            x = self.apply_mask(x, mask_info)
+            masked = self.apply_mask(x, mask_info, channel_mask)
+            x = x if remove else masked
         if self.relative_positional_encoder is not None:
-            x = x + self.relative_positional_encoder(x)
+            x = x + self.relative_positional_encoder(masked)
         if remove:
             x = gather_rows(x, mask_info.ids_keep)
             padding_mask = None if padding_mask is None else gather_rows(padding_mask, mask_info.ids_keep)
@@ -211,6 +256,11 @@ class ModalityEncoder(nn.Module):
             if o.add_positions_all:
                 x = x + pos
         return x
+
+    def decode_masked(self, decoder: nn.Module, x: torch.Tensor, info: MaskInfo) -> torch.Tensor:
+        """Run ``decoder`` on ``decoder_input`` -> (N, D) predictions at the masked positions (row-major)."""
+        full = decoder(self.decoder_input(x, info))
+        return gather_rows(full, info.ids_masked).reshape(-1, full.size(-1))
 
     def remove_pretraining_modules(self) -> None:
         self.decoder = None

@@ -5,7 +5,7 @@ import torch
 import data2vec_plugin.models.data2vec_multi as dm
 from .helpers import dictionary_from_symbols, load_fixture, model_from_fixture
 
-NAMES = ["v2_audio", "v2_text", "v2_image"]
+NAMES = ["v2_audio", "v2_text", "v2_image", "v2_image_tdec", "v2_image_encdec", "v2_audio_learned_alibi"]
 TOL = 1e-5
 
 
