@@ -756,7 +756,7 @@ def v2_common(clone_batch=2):
     )
 
 
-def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, notes_extra, prepare=None):
+def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, notes_extra, prepare=None, extra=None):
     from examples.data2vec.models import data2vec2 as ref
     from examples.data2vec.models.data2vec2 import Data2VecMultiConfig, Data2VecMultiModel
 
@@ -854,6 +854,7 @@ def v2_run(name, modality, overrides, make_inputs, task, out_dir, doc_inputs, no
         "expected_doc": doc,
         "notes": notes,
     }
+    fixture.update(extra or {})  # e.g. "channel_mask"
 
     def factory():
         torch.manual_seed(0)
@@ -879,7 +880,7 @@ def v2_fixed_mask(B, T, clone, n_masked, seed):
     return m
 
 
-def make_v2_audio(out_dir):
+def make_v2_audio(out_dir, name="v2_audio", audio_extra=None, notes_extra="", extra=None, check=None):
     dec = dict(
         decoder_dim=16,
         decoder_groups=4,
@@ -916,6 +917,7 @@ def make_v2_audio(out_dir):
             )
         ),
     )
+    overrides["modalities"]["audio"].update(audio_extra or {})
 
     def make_inputs(model):
         g = torch.Generator().manual_seed(SEED + 2)
@@ -930,14 +932,17 @@ def make_v2_audio(out_dir):
         for r in range(4):
             idx = torch.randperm(149, generator=g2)[:60]
             m[r, idx] = True
-        return (
+        inputs = (
             {"source": source, "padding_mask": padding_mask},
             {"source": source, "padding_mask": padding_mask},
             m,
         )
+        if check is not None:  # runs on a copy of the model: nothing of the fixture depends on it
+            check(copy.deepcopy(model), *inputs[1:])
+        return inputs
 
     return v2_run(
-        "v2_audio",
+        name,
         "AUDIO",
         overrides,
         make_inputs,
@@ -947,7 +952,8 @@ def make_v2_audio(out_dir):
         "Audio: 2 x 4000 samples, row 1 padded after 3000 (199 frames, 149 valid); 60 masked frames per row, all within "
         "the first 149 frames. ALiBi with learned per-head scale, conv pos depth 2 width 12 (k=6), prenet_depth 0, "
         "ema_encoder_only=False, ema_local_encoder=False (teacher = blocks + pos-conv/alibi_scale/context_encoder on the "
-        "student's local features).",
+        "student's local features)." + notes_extra,
+        extra=extra,
     )
 
 
@@ -1227,6 +1233,88 @@ def make_v2_audio_learned_alibi(out_dir):
         )
 
 
+V2_CHANNEL_PROB = 0.3
+V2_CHANNEL_LENGTH = 4
+
+
+def v2_channel_mask(rows, channels, seed=SEED + 13):
+    """(rows, channels) bool channel mask drawn once with the reference's own compute_mask_indices. Its RNG is
+    np.random.default_rng(seed_i) per row, fresh OS entropy unless seed/epoch/indices are all given (the reference's
+    channel call gives none): pass them so the fixture is reproducible (seed_i = hash((seed, 1, row)) % 1e6)."""
+    from fairseq.data.data_utils import compute_mask_indices
+
+    m = compute_mask_indices((rows, channels), None, V2_CHANNEL_PROB, V2_CHANNEL_LENGTH,
+                             seed=seed, epoch=1, indices=torch.arange(rows))
+    m = torch.from_numpy(m).bool()
+    assert m.any(1).all() and not m.all(1).any() and not (m == m[:1]).all(), m
+    return m
+
+
+class reference_fixed_channel_mask:
+    """Inside: the reference's `compute_mask_indices` as imported in modalities/base.py returns `mask` (as numpy) for
+    the channel-mask call of ModalitySpecificEncoder.apply_mask (padding_mask None, shape (B', embed_dim)); every
+    other call goes to the original. Counts the replaced calls; restored on exit."""
+
+    def __init__(self, mask):
+        self.mask = mask
+        self.calls = 0
+
+    def __enter__(self):
+        from examples.data2vec.models.modalities import base
+
+        self.orig = orig = base.compute_mask_indices
+
+        def compute_mask_indices(shape, padding_mask, *args, **kwargs):
+            if padding_mask is None and tuple(shape) == tuple(self.mask.shape):
+                self.calls += 1
+                return self.mask.numpy().copy()
+            return orig(shape, padding_mask, *args, **kwargs)
+
+        base.compute_mask_indices = compute_mask_indices
+        return self
+
+    def __exit__(self, *exc):
+        from examples.data2vec.models.modalities import base
+
+        base.compute_mask_indices = self.orig
+        return False
+
+
+def check_channel_mask_matters(model, fwd_kwargs, mask):
+    """The fixed channel mask must change the student's predictions (it only reaches them through the pos conv)."""
+    enc_cfg = model.modality_encoders["AUDIO"].modality_cfg
+    preds = []
+    for prob in (V2_CHANNEL_PROB, 0.0):
+        enc_cfg.mask_channel_prob = prob
+        with record_loss_inputs(sys.modules["examples.data2vec.models.data2vec2"]) as rec, torch.no_grad():
+            model(**fwd_kwargs, mask=True, precomputed_mask=mask.clone())
+        preds.append(rec.calls[-1][0])
+    assert not torch.allclose(preds[0], preds[1], atol=1e-4), "channel mask has no effect"
+
+
+def make_v2_audio_channel(out_dir):
+    """v2 audio with mask_channel_prob > 0; the reference's random channel mask is replaced by a fixed one."""
+    cm = v2_channel_mask(4, 32)  # (B * clone_batch, embed_dim)
+    with reference_fixed_channel_mask(cm) as fixed:
+        path = make_v2_audio(
+            out_dir,
+            "v2_audio_channel",
+            dict(mask_channel_prob=V2_CHANNEL_PROB, mask_channel_length=V2_CHANNEL_LENGTH),
+            f" Channel masking: mask_channel_prob={V2_CHANNEL_PROB}, mask_channel_length={V2_CHANNEL_LENGTH}; the "
+            "reference draws the (B*clone_batch, embed_dim) channel mask in ModalitySpecificEncoder.apply_mask with "
+            "compute_mask_indices((B', C), None, p, len), unseeded (np.random.default_rng(None) per row): that call "
+            "was patched (modalities/base.py's compute_mask_indices) to return the fixed mask stored in 'channel_mask' (True = channel zeroed, "
+            "rows ordered like the mask rows), drawn once by compute_mask_indices(seed=SEED+13, epoch=1, indices=rows). "
+            "The reference zeroes those channels (every time step) of the masked full sequence that feeds the relative positional "
+            "conv; the kept tokens come from the unmasked features. Pass it as forward(channel_mask=...).",
+            extra={"channel_mask": cm},
+            check=check_channel_mask_matters,
+        )
+    # eval + train masked forwards, the reload check and the 2 forwards of check_channel_mask_matters (1 with prob 0)
+    assert fixed.calls == 4, fixed.calls
+    return path
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -1265,6 +1353,7 @@ ALL = {
     "v2_image_tdec": make_v2_image_tdec,
     "v2_image_encdec": make_v2_image_encdec,
     "v2_audio_learned_alibi": make_v2_audio_learned_alibi,
+    "v2_audio_channel": make_v2_audio_channel,
 }
 
 

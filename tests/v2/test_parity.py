@@ -5,7 +5,8 @@ import torch
 import data2vec_plugin.models.data2vec_multi as dm
 from .helpers import dictionary_from_symbols, load_fixture, model_from_fixture
 
-NAMES = ["v2_audio", "v2_text", "v2_image", "v2_image_tdec", "v2_image_encdec", "v2_audio_learned_alibi"]
+NAMES = ["v2_audio", "v2_text", "v2_image", "v2_image_tdec", "v2_image_encdec", "v2_audio_learned_alibi",
+         "v2_audio_channel"]
 TOL = 1e-5
 
 
@@ -30,7 +31,8 @@ def masked_forward(model, fx, monkeypatch):
     monkeypatch.setattr(dm, "d2v_loss", spy)
     inp = fx["inputs"]
     src = inp.get("source")
-    out = model(src, padding_mask=inp.get("padding_mask"), mask=True, precomputed_mask=fx["mask"])
+    kw = {"channel_mask": fx["channel_mask"]} if "channel_mask" in fx else {}  # fixed reference channel mask
+    out = model(src, padding_mask=inp.get("padding_mask"), mask=True, precomputed_mask=fx["mask"], **kw)
     return out, calls
 
 
