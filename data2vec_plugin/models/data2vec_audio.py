@@ -54,6 +54,9 @@ class Data2VecAudioModel(TeacherHolderMixin, BaseFairseqModel):
                                                        ("instance", cfg.instance_norm_targets)) if on) or "none"
         self.ema_transformer_only = cfg.ema_transformer_only or cfg.ema_layers_only
         warn_unused_fields(cfg, WAV2VEC2_ONLY_FIELDS + ("dropout_features",), "data2vec_audio")
+        if str(cfg.layer_type) != "transformer":
+            raise ValueError(f"data2vec_audio: model.layer_type={cfg.layer_type} is not supported; only "
+                             "'transformer' (the data2vec architecture) is implemented")
         self.init_teacher("encoder" if self.ema_transformer_only else "",
                           ("pos_conv.",) if cfg.ema_layers_only else (),
                           cfg.ema_decay, cfg.ema_end_decay, cfg.ema_anneal_end_step)

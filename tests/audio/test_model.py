@@ -136,3 +136,8 @@ def test_wav2vec2_only_fields_warn_only_when_changed(caplog):
     with caplog.at_level(logging.WARNING):
         tiny_model(quantize_targets=True)
     assert "['quantize_targets'] only affect wav2vec 2.0" in caplog.text
+
+
+def test_conformer_layer_type_is_a_clear_error():
+    with pytest.raises(ValueError, match="layer_type=conformer is not supported"):
+        tiny_model(layer_type="conformer")
