@@ -76,6 +76,23 @@ class Fp32GroupNorm(nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, w, b, self.eps).type_as(x)
 
 
+class ConvBlock(nn.Sequential):
+    """conv -> dropout -> [norm] -> GELU, with the reference's sub-module indices (``0`` conv, ``2`` norm).
+
+    ``layer_norm`` mode normalises channels: the reference transposes to (B, T, C), normalises, transposes back
+    and applies GELU to the transposed view. Here LayerNorm *and* GELU run on one contiguous (B, T, C) copy and the
+    block returns a (B, C, T) view of it (made contiguous by the next conv): the same values, but GELU and its
+    backward on a strided view were about half of a CPU audio training step (bench/RESULTS.md).
+    """
+
+    def forward(self, x):
+        if not isinstance(self[2], nn.Sequential):  # default mode (GroupNorm / no norm): already contiguous
+            return super().forward(x)
+        x = self[1](self[0](x.contiguous()))
+        x = self[3](self[2][1](x.transpose(1, 2).contiguous()))
+        return x.transpose(1, 2)
+
+
 class ConvFeatureEncoder(nn.Module):
     """Raw waveform (B, S) -> features (B, C, T). ``mode``: ``default`` (GroupNorm on layer 0) or ``layer_norm``."""
 
@@ -94,7 +111,7 @@ class ConvFeatureEncoder(nn.Module):
             elif i == 0:
                 block.append(Fp32GroupNorm(dim, dim))
             block.append(nn.GELU())
-            layers.append(nn.Sequential(*block))
+            layers.append(ConvBlock(*block))
             c_in = dim
         self.conv_layers = nn.ModuleList(layers)
 
