@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast_transpose import SwapLastDims
 from .transformer import TransformerLayer, run_layers
 
 ConvSpec = List[Tuple[int, int, int]]
@@ -79,18 +80,19 @@ class Fp32GroupNorm(nn.GroupNorm):
 class ConvBlock(nn.Sequential):
     """conv -> dropout -> [norm] -> GELU, with the reference's sub-module indices (``0`` conv, ``2`` norm).
 
-    ``layer_norm`` mode normalises channels: the reference transposes to (B, T, C), normalises, transposes back
-    and applies GELU to the transposed view. Here LayerNorm *and* GELU run on one contiguous (B, T, C) copy and the
-    block returns a (B, C, T) view of it (made contiguous by the next conv): the same values, but GELU and its
-    backward on a strided view were about half of a CPU audio training step (bench/RESULTS.md).
+    ``layer_norm`` mode normalises channels: the reference transposes the conv output to (B, T, C), normalises,
+    transposes back and applies GELU to the transposed view. Here the conv output is swapped once into a contiguous
+    (B, T, C) tensor, LayerNorm *and* GELU run on it, and it is swapped back to a contiguous (B, C, T) tensor, both
+    swaps (and their gradients) with the cache-blocked copy of ``fast_transpose``: bit-identical values, but the
+    strided copies and the GELU backward on a strided view were about half of a CPU audio training step
+    (profile in bench/RESULTS.md).
     """
 
     def forward(self, x):
         if not isinstance(self[2], nn.Sequential):  # default mode (GroupNorm / no norm): already contiguous
             return super().forward(x)
-        x = self[1](self[0](x.contiguous()))
-        x = self[3](self[2][1](x.transpose(1, 2).contiguous()))
-        return x.transpose(1, 2)
+        x = SwapLastDims.apply(self[1](self[0](x)))
+        return SwapLastDims.apply(self[3](self[2][1](x)))
 
 
 class ConvFeatureEncoder(nn.Module):
