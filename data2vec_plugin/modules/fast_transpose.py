@@ -13,10 +13,9 @@ MIN_ELEMENTS = 1 << 18  # below this the generic copy is as fast
 
 
 def swap_last_dims(x: torch.Tensor, block: int = BLOCK) -> torch.Tensor:
-    """(B, A, C) -> contiguous (B, C, A)."""
+    """(B, A, C) (any strides) -> contiguous (B, C, A)."""
     if x.dim() != 3 or x.numel() < MIN_ELEMENTS or x.device.type != "cpu":
         return x.transpose(1, 2).contiguous()
-    x = x.contiguous()
     b, a, c = x.shape
     out = x.new_empty(b, c, a)
     for i in range(0, a, block):
