@@ -7,63 +7,44 @@ from .audio_v1 import AUDIO_PAD_AFTER, AUDIO_T_SAMPLES
 from .common import SEED
 from .v2_core import v2_common, v2_run
 
-def make_v2_audio(out_dir, name="v2_audio", audio_extra=None, notes_extra="", extra=None, check=None):
-    dec = dict(
-        decoder_dim=16,
-        decoder_groups=4,
-        decoder_kernel=3,
-        decoder_layers=2,
-        input_dropout=0.0,
-    )
+DECODER = dict(decoder_dim=16, decoder_groups=4, decoder_kernel=3, decoder_layers=2, input_dropout=0.0)
+
+
+def audio_overrides(**audio):
+    """v2 config of the audio fixtures: the shared v2 model with a tiny audio modality (``audio`` overrides)."""
     overrides = v2_common()
-    overrides.update(
-        supported_modality="AUDIO",
-        loss_beta=0.0,
-        loss_scale=None,
-        ema_encoder_only=False,
-        norm_eps=1e-5,
-        modalities=dict(
-            audio=dict(
-                feature_encoder_spec="[(32, 10, 5)] + [(32, 3, 2)] * 2",
-                extractor_mode="layer_norm",
-                conv_pos_depth=2,
-                conv_pos_width=12,
-                conv_pos_groups=4,
-                prenet_depth=0,
-                mask_prob=0.5,
-                mask_length=5,
-                mask_noise_std=0.0,
-                inverse_mask=False,
-                ema_local_encoder=False,
-                use_alibi_encoder=True,
-                learned_alibi_scale=True,
-                learned_alibi_scale_per_head=True,
-                prenet_layerdrop=0.0,
-                prenet_dropout=0.0,
-                decoder=dec,
-            )
-        ),
-    )
-    overrides["modalities"]["audio"].update(audio_extra or {})
+    overrides.update(supported_modality="AUDIO", loss_beta=0.0, loss_scale=None, ema_encoder_only=False,
+                     norm_eps=1e-5)
+    base = dict(feature_encoder_spec="[(32, 10, 5)] + [(32, 3, 2)] * 2", extractor_mode="layer_norm",
+                conv_pos_depth=2, conv_pos_width=12, conv_pos_groups=4, prenet_depth=0, mask_prob=0.5,
+                mask_length=5, mask_noise_std=0.0, ema_local_encoder=False, use_alibi_encoder=True,
+                learned_alibi_scale=True, learned_alibi_scale_per_head=True, decoder=dict(DECODER))
+    base.update(audio)
+    overrides["modalities"] = dict(audio=base)
+    return overrides
+
+
+def audio_inputs():
+    """2 x 4000 samples (row 1 padded after 3000: 199 frames, 149 valid) and 4 x 199 masks (2 clones), 60 masked
+    frames per row within the first 149 -> (model inputs, expected inputs, mask)."""
+    g = torch.Generator().manual_seed(SEED + 2)
+    source = torch.randn(2, AUDIO_T_SAMPLES, generator=g)
+    source[1, AUDIO_PAD_AFTER:] = 0.0
+    padding_mask = torch.zeros(2, AUDIO_T_SAMPLES, dtype=torch.bool)
+    padding_mask[1, AUDIO_PAD_AFTER:] = True
+    m = torch.zeros(4, 199, dtype=torch.bool)
+    g2 = torch.Generator().manual_seed(SEED + 7)
+    for r in range(4):
+        m[r, torch.randperm(149, generator=g2)[:60]] = True
+    inputs = {"source": source, "padding_mask": padding_mask}
+    return inputs, dict(inputs), m
+
+
+def make_v2_audio(out_dir, name="v2_audio", audio_extra=None, notes_extra="", extra=None, check=None):
+    overrides = audio_overrides(inverse_mask=False, prenet_layerdrop=0.0, prenet_dropout=0.0, **(audio_extra or {}))
 
     def make_inputs(model):
-        g = torch.Generator().manual_seed(SEED + 2)
-        source = torch.randn(2, AUDIO_T_SAMPLES, generator=g)
-        source[1, AUDIO_PAD_AFTER:] = 0.0
-        padding_mask = torch.zeros(2, AUDIO_T_SAMPLES, dtype=torch.bool)
-        padding_mask[1, AUDIO_PAD_AFTER:] = True
-        T = 199
-        # masked positions restricted to the valid frames of every row (row 1 has 149 valid frames)
-        m = torch.zeros(4, T, dtype=torch.bool)
-        g2 = torch.Generator().manual_seed(SEED + 7)
-        for r in range(4):
-            idx = torch.randperm(149, generator=g2)[:60]
-            m[r, idx] = True
-        inputs = (
-            {"source": source, "padding_mask": padding_mask},
-            {"source": source, "padding_mask": padding_mask},
-            m,
-        )
+        inputs = audio_inputs()
         if check is not None:  # runs on a copy of the model: nothing of the fixture depends on it
             check(copy.deepcopy(model), *inputs[1:])
         return inputs
@@ -120,35 +101,8 @@ class reference_learned_alibi_fix:
 
 def make_v2_audio_learned_alibi(out_dir):
     """v2 audio with `learned_alibi: true`, alibi_max_pos=100 < 199 frames (replicate-padding path)."""
-    dec = dict(decoder_dim=16, decoder_groups=4, decoder_kernel=3, decoder_layers=2, input_dropout=0.0)
-    overrides = v2_common()
-    overrides.update(
-        supported_modality="AUDIO",
-        loss_beta=0.0,
-        loss_scale=None,
-        ema_encoder_only=False,
-        norm_eps=1e-5,
-        modalities=dict(
-            audio=dict(
-                feature_encoder_spec="[(32, 10, 5)] + [(32, 3, 2)] * 2",
-                extractor_mode="layer_norm",
-                conv_pos_depth=2,
-                conv_pos_width=12,
-                conv_pos_groups=4,
-                prenet_depth=1,
-                mask_prob=0.5,
-                mask_length=5,
-                mask_noise_std=0.0,
-                ema_local_encoder=False,
-                use_alibi_encoder=True,
-                learned_alibi=True,
-                alibi_max_pos=100,
-                learned_alibi_scale=True,
-                learned_alibi_scale_per_layer=True,
-                decoder=dec,
-            )
-        ),
-    )
+    overrides = audio_overrides(prenet_depth=1, learned_alibi=True, alibi_max_pos=100,
+                                learned_alibi_scale_per_head=False, learned_alibi_scale_per_layer=True)
 
     def make_inputs(model):
         # v2_run has no hook for the student's parameters: perturb the learned table here (called after the
@@ -157,17 +111,7 @@ def make_v2_audio_learned_alibi(out_dir):
             table = model.modality_encoders["AUDIO"].alibi_bias
             gp = torch.Generator().manual_seed(SEED + 5)
             table.add_(0.05 * torch.randn(table.shape, generator=gp))
-        g = torch.Generator().manual_seed(SEED + 2)
-        source = torch.randn(2, AUDIO_T_SAMPLES, generator=g)
-        source[1, AUDIO_PAD_AFTER:] = 0.0
-        padding_mask = torch.zeros(2, AUDIO_T_SAMPLES, dtype=torch.bool)
-        padding_mask[1, AUDIO_PAD_AFTER:] = True
-        m = torch.zeros(4, 199, dtype=torch.bool)
-        g2 = torch.Generator().manual_seed(SEED + 7)
-        for r in range(4):
-            m[r, torch.randperm(149, generator=g2)[:60]] = True
-        inputs = {"source": source, "padding_mask": padding_mask}
-        return inputs, dict(inputs), m
+        return audio_inputs()
 
     with reference_learned_alibi_fix():
         return v2_run(
